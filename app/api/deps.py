@@ -1,0 +1,20 @@
+"""Dependencies shared by the routers, as Annotated aliases."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import redis
+from celery import Celery
+from fastapi import Depends
+
+from app.core.redis import get_redis
+from app.worker.celery_app import celery_app
+
+
+def get_celery() -> Celery:
+    return celery_app
+
+
+RedisDep = Annotated[redis.Redis, Depends(get_redis)]
+CeleryDep = Annotated[Celery, Depends(get_celery)]

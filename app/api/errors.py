@@ -1,0 +1,57 @@
+"""Error answers: 4xx with a JSON reason for bad input, 503 when a dependency is down, never a trace."""
+
+from __future__ import annotations
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from kombu.exceptions import OperationalError as KombuOperationalError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import OperationalError as SQLOperationalError
+
+from app.core.errors import DependencyUnavailable
+
+log = structlog.get_logger("librarian.api")
+
+
+def unavailable(dependency: str, reason: str) -> JSONResponse:
+    return JSONResponse(
+        status_code=503,
+        content={"detail": f"{dependency} is unavailable, retry later", "dependency": dependency, "reason": reason},
+        headers={"Retry-After": "5"},
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(DependencyUnavailable)
+    async def _dependency(_: Request, exc: DependencyUnavailable) -> JSONResponse:
+        log.warning("dependency unavailable", dependency=exc.dependency, reason=exc.reason)
+        return unavailable(exc.dependency, exc.reason)
+
+    @app.exception_handler(RedisConnectionError)
+    @app.exception_handler(RedisTimeoutError)
+    @app.exception_handler(KombuOperationalError)
+    async def _broker(_: Request, exc: Exception) -> JSONResponse:
+        log.warning("broker unavailable", error=type(exc).__name__)
+        return unavailable("redis", type(exc).__name__)
+
+    @app.exception_handler(SQLOperationalError)
+    async def _database(_: Request, exc: Exception) -> JSONResponse:
+        log.warning("database unavailable", error=type(exc).__name__)
+        return unavailable("database", type(exc).__name__)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type", "")}
+            for err in exc.errors()
+        ]
+        return JSONResponse(status_code=422, content={"detail": "invalid request", "errors": errors})
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        # Logged with its traceback (and sent to Sentry by the integration); the client gets no trace.
+        log.exception("unhandled error", error=type(exc).__name__)
+        return JSONResponse(status_code=500, content={"detail": "internal error"})

@@ -1,0 +1,90 @@
+"""Health: each dependency checked for real, the failing one named, no secret in any answer."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
+
+from app.api.deps import CeleryDep, RedisDep
+from app.core.config import mask_url, settings
+from app.core.db import ping_db
+from app.worker.heartbeat import live_workers
+
+router = APIRouter(tags=["health"])
+
+
+def _redis_status(client: Any) -> dict[str, Any]:
+    started = time.perf_counter()
+    try:
+        client.ping()
+        info = client.info(section="server") | client.info(section="memory")
+    except Exception as exc:
+        return {"status": "down", "url": mask_url(settings.redis_url), "error": type(exc).__name__}
+    return {
+        "status": "ok",
+        "url": mask_url(settings.redis_url),
+        "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+        "version": info.get("valkey_version") or info.get("redis_version"),
+        "used_memory_bytes": info.get("used_memory"),
+    }
+
+
+def _workers_status(client: Any) -> dict[str, Any]:
+    try:
+        workers = live_workers(client)
+    except Exception as exc:
+        return {"status": "down", "workers": [], "error": type(exc).__name__}
+    if not workers:
+        return {"status": "down", "workers": [], "error": "no live worker heartbeat"}
+    return {"status": "ok", "count": len(workers), "workers": workers}
+
+
+def _db_status() -> dict[str, Any]:
+    try:
+        ping_db()
+    except Exception as exc:
+        return {"status": "down", "error": type(exc).__name__}
+    return {"status": "ok"}
+
+
+@router.get("/health-check/redis")
+def redis_health(client: RedisDep) -> JSONResponse:
+    body = _redis_status(client)
+    return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)
+
+
+@router.get("/health-check/celery")
+def celery_health(
+    client: RedisDep,
+    celery: CeleryDep,
+    deep: Annotated[bool, Query(description="Also ping workers over the broker (slower)")] = False,
+) -> JSONResponse:
+    body = _workers_status(client)
+    if deep and body["status"] == "ok":
+        try:
+            replies = celery.control.ping(timeout=0.5) or []
+            body["ping_replies"] = sorted(name for reply in replies for name in reply)
+        except Exception as exc:
+            body["ping_error"] = type(exc).__name__
+    return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)
+
+
+@router.get("/health")
+def health(client: RedisDep) -> JSONResponse:
+    components = {"db": _db_status(), "redis": _redis_status(client)}
+    components["workers"] = (
+        _workers_status(client)
+        if components["redis"]["status"] == "ok"
+        else {"status": "unknown", "error": "redis down"}
+    )
+    statuses = {c["status"] for c in components.values()}
+    if components["db"]["status"] == "down" and components["redis"]["status"] == "down":
+        overall = "down"
+    elif statuses == {"ok"}:
+        overall = "ok"
+    else:
+        overall = "degraded"
+    return JSONResponse({"status": overall, "components": components}, status_code=503 if overall == "down" else 200)

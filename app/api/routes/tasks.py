@@ -1,0 +1,99 @@
+"""Task resource: submit the demo job, read status and result, revoke."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from celery.result import AsyncResult
+from fastapi import APIRouter, HTTPException, Path, Query, status
+
+from app.api.deps import CeleryDep, RedisDep
+from app.api.schemas import ErrorBody, TaskError, TaskResult, TaskStatus, TaskSubmitted
+from app.api.submit import submit
+from app.core.task_registry import issued_task_name
+
+router = APIRouter(prefix="/tasks", tags=["tasks"])
+
+TaskId = Annotated[UUID, Path(description="A task id returned by a submit call")]
+FINISHED = {"SUCCESS", "FAILURE", "REVOKED"}
+NOT_FOUND = {404: {"model": ErrorBody, "description": "Librarian never issued this id (or it expired)"}}
+
+
+def _known_result(celery: CeleryDep, client: RedisDep, task_id: UUID) -> tuple[AsyncResult, str]:
+    name = issued_task_name(client, str(task_id))
+    if name is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"unknown task id {task_id}")
+    return AsyncResult(str(task_id), app=celery), name
+
+
+def _progress(state: str, info: object) -> tuple[int | None, str | None]:
+    if state == "SUCCESS":
+        return 100, None
+    if state == "PROGRESS" and isinstance(info, dict):
+        return int(info.get("percent", 0)), info.get("message")
+    if state in {"FAILURE", "RETRY"} and isinstance(info, BaseException):
+        return None, f"{type(info).__name__}: {info}"
+    return (0 if state in {"PENDING", "STARTED"} else None), None
+
+
+@router.post("/test", status_code=status.HTTP_202_ACCEPTED, response_model=TaskSubmitted)
+def submit_test_task(
+    celery: CeleryDep,
+    client: RedisDep,
+    message: Annotated[str, Query(min_length=1, max_length=1000)] = "Hello",
+    steps: Annotated[int, Query(ge=1, le=100)] = 5,
+) -> TaskSubmitted:
+    """Queue the demo job, which reports PROGRESS while it walks its steps."""
+    task_id = submit(
+        celery, client, "librarian.demo.process", kwargs={"message": message, "steps": steps}
+    )
+    return TaskSubmitted(task_id=task_id, message=f"task queued: {message}")
+
+
+@router.get("/{task_id}", response_model=TaskStatus, responses=NOT_FOUND)
+def get_task_status(task_id: TaskId, celery: CeleryDep, client: RedisDep) -> TaskStatus:
+    result, name = _known_result(celery, client, task_id)
+    state = result.state
+    percent, message = _progress(state, result.info)
+    return TaskStatus(task_id=str(task_id), task_name=name, status=state, progress=percent, message=message)
+
+
+@router.get(
+    "/{task_id}/result",
+    response_model=TaskResult,
+    responses={**NOT_FOUND, 409: {"model": ErrorBody, "description": "The task has not finished"}},
+)
+def get_task_result(task_id: TaskId, celery: CeleryDep, client: RedisDep) -> TaskResult:
+    result, _ = _known_result(celery, client, task_id)
+    state = result.state
+    if state not in FINISHED:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=f"task is {state}, not finished")
+    if state == "SUCCESS":
+        return TaskResult(task_id=str(task_id), status=state, result=result.result)
+    error = result.result
+    return TaskResult(
+        task_id=str(task_id),
+        status=state,
+        error=TaskError(type=type(error).__name__, message=str(error)),
+    )
+
+
+@router.delete(
+    "/{task_id}",
+    response_model=TaskStatus,
+    responses={**NOT_FOUND, 409: {"model": ErrorBody, "description": "The task already finished"}},
+)
+def revoke_task(
+    task_id: TaskId,
+    celery: CeleryDep,
+    client: RedisDep,
+    terminate: Annotated[bool, Query(description="Also stop it if it is running")] = False,
+) -> TaskStatus:
+    result, name = _known_result(celery, client, task_id)
+    if result.state in FINISHED:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=f"task already {result.state}")
+    result.revoke(terminate=terminate, signal="SIGTERM")
+    # Record REVOKED now, so the answer does not depend on a worker being up to hear the broadcast.
+    celery.backend.mark_as_revoked(str(task_id), reason="revoked through the API")
+    return TaskStatus(task_id=str(task_id), task_name=name, status="REVOKED")

@@ -1,0 +1,129 @@
+"""`librarian`: run the whole stack (`up`) or one part of it, as production does."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from app.core.config import settings
+
+
+def _exec(argv: list[str]) -> None:
+    sys.stdout.flush()
+    os.execvp(argv[0], argv)
+
+
+def cmd_api(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from app.observability.logging import configure_logging
+
+    configure_logging("api")
+    # log_config=None: uvicorn's loggers keep going through our structlog formatter.
+    uvicorn.run(
+        "app.api.main:app",
+        host=args.host or settings.API_HOST,
+        port=args.port or settings.API_PORT,
+        workers=args.workers,
+        log_config=None,
+        access_log=False,
+    )
+
+
+def cmd_worker(args: argparse.Namespace) -> None:
+    settings.VAR_DIR.mkdir(parents=True, exist_ok=True)
+    quiet = ["--quiet"] if settings.LOG_FORMAT == "json" else []  # no ASCII banner in JSON logs
+    _exec([
+        sys.executable, "-m", "celery", "-A", "app.worker.celery_app:celery_app", *quiet, "worker",
+        "--pool", "prefork", "--concurrency", str(args.concurrency or settings.WORKER_CONCURRENCY),
+        "--queues", args.queues or settings.WORKER_QUEUES,
+        "--hostname", args.name, "--without-mingle", "--without-gossip",
+        "--statedb", str(settings.VAR_DIR / f"worker-{args.name.split('@')[0]}.state"),
+        "--loglevel", settings.LOG_LEVEL,
+    ])
+
+
+def cmd_beat(_: argparse.Namespace) -> None:
+    settings.VAR_DIR.mkdir(parents=True, exist_ok=True)
+    _exec([
+        sys.executable, "-m", "celery", "-A", "app.worker.celery_app:celery_app", "beat",
+        "--schedule", str(settings.VAR_DIR / "celerybeat-schedule"), "--loglevel", settings.LOG_LEVEL,
+    ])
+
+
+def cmd_flower(args: argparse.Namespace) -> None:
+    if settings.flower_password_is_placeholder:
+        print("warning: FLOWER_PASSWORD is a placeholder; set a real one", file=sys.stderr)
+    os.environ["FLOWER_BASIC_AUTH"] = f"{settings.FLOWER_USER}:{settings.FLOWER_PASSWORD}"
+    _exec([
+        sys.executable, "-m", "celery", "-A", "app.worker.celery_app:celery_app", "flower",
+        f"--address={args.host or settings.FLOWER_HOST}", f"--port={args.port or settings.FLOWER_PORT}",
+        "--purge_offline_workers=300",
+    ])
+
+
+def cmd_redis(_: argparse.Namespace) -> None:
+    import signal
+
+    from app.core.embedded import embedded_server
+
+    server = embedded_server(port=settings.EMBEDDED_REDIS_PORT, data_dir=settings.VAR_DIR / "valkey")
+    server.start()
+    print(f"embedded Valkey ready on {server.connection_url} (data in {server.data_dir})", flush=True)
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    signal.signal(signal.SIGINT, lambda *_: stop.append(1))
+    while not stop and server.is_running():
+        time.sleep(0.5)
+    server.stop()
+    sys.exit(0 if stop else 1)
+
+
+def cmd_up(args: argparse.Namespace) -> None:
+    from app.cli.up import run_stack
+
+    sys.exit(run_stack(with_flower=not args.no_flower, with_beat=not args.no_beat))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="librarian", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="run everything on the embedded defaults, restart what crashes")
+    up.add_argument("--no-flower", action="store_true")
+    up.add_argument("--no-beat", action="store_true")
+    up.set_defaults(func=cmd_up)
+
+    api = sub.add_parser("api", help="run the HTTP API (uvicorn)")
+    api.add_argument("--host")
+    api.add_argument("--port", type=int)
+    api.add_argument("--workers", type=int, default=1)
+    api.set_defaults(func=cmd_api)
+
+    worker = sub.add_parser("worker", help="run a Celery worker (prefork)")
+    worker.add_argument("--concurrency", type=int)
+    worker.add_argument("--queues", help="comma-separated queues (default: all)")
+    worker.add_argument("--name", default="librarian@%h", help="worker node name")
+    worker.set_defaults(func=cmd_worker)
+
+    sub.add_parser("beat", help="run Celery beat (periodic tasks)").set_defaults(func=cmd_beat)
+
+    flower = sub.add_parser("flower", help="run Flower behind basic auth")
+    flower.add_argument("--host")
+    flower.add_argument("--port", type=int)
+    flower.set_defaults(func=cmd_flower)
+
+    sub.add_parser("redis", help="run the embedded Valkey server").set_defaults(func=cmd_redis)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()
+

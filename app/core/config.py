@@ -1,0 +1,128 @@
+"""The one settings object. Every knob is an UPPER_CASE environment variable (see .env.example)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import computed_field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = {"changethis", "changeme", "password", "secret", "admin"}
+
+QUEUES = ("default", "validation", "pipeline", "maintenance")
+
+
+def mask_url(url: str | None) -> str | None:
+    """Return the URL with any password replaced by '***' (for logs and API answers)."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_ignore_empty=True, extra="ignore")
+
+    ENVIRONMENT: Literal["development", "test", "production"] = "development"
+    PROJECT_NAME: str = "Librarian"
+    VAR_DIR: Path = Path("var")
+
+    # Broker / result backend. REDIS_URL unset means: use the embedded Valkey that `librarian up`
+    # (or `librarian redis`) runs on EMBEDDED_REDIS_PORT.
+    REDIS_URL: str | None = None
+    EMBEDDED_REDIS_PORT: int = 6399
+    CELERY_BROKER_URL: str | None = None
+    CELERY_RESULT_BACKEND: str | None = None
+    REDIS_SOCKET_TIMEOUT: float = 2.0
+
+    DATABASE_URL: str | None = None
+    STORAGE_DIR: Path | None = None
+
+    # Time limits (seconds). A task may override them; the visibility timeout must exceed the
+    # longest of them plus the longest countdown, or Redis redelivers running tasks.
+    TASK_SOFT_TIME_LIMIT: int = 25 * 60
+    TASK_TIME_LIMIT: int = 30 * 60
+    MAX_TASK_COUNTDOWN: int = 60 * 60
+    BROKER_VISIBILITY_TIMEOUT: int = 2 * 60 * 60
+    RESULT_EXPIRES: int = 3600
+    SUBMIT_TIMEOUT: float = 2.0
+
+    MAX_FILE_SIZE_MB: int = 500
+
+    WORKER_CONCURRENCY: int = 2
+    WORKER_QUEUES: str = ",".join(QUEUES)
+    WORKER_METRICS_PORT: int = 9808
+    API_HOST: str = "127.0.0.1"
+    API_PORT: int = 8000
+    FLOWER_HOST: str = "127.0.0.1"
+    FLOWER_PORT: int = 5555
+    FLOWER_USER: str = "librarian"
+    FLOWER_PASSWORD: str = "changethis"
+
+    SENTRY_DSN: str = ""
+    SENTRY_TRACES_SAMPLE_RATE: float = 0.0
+    RELEASE: str = "librarian@0.1.0"
+
+    LOG_LEVEL: str = "INFO"
+    LOG_FORMAT: Literal["json", "console"] = "json"
+    METRICS_TOKEN: str = ""
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def redis_url(self) -> str:
+        return self.REDIS_URL or f"redis://127.0.0.1:{self.EMBEDDED_REDIS_PORT}/0"
+
+    @property
+    def uses_embedded_redis(self) -> bool:
+        return self.REDIS_URL is None
+
+    @property
+    def broker_url(self) -> str:
+        return self.CELERY_BROKER_URL or self.redis_url
+
+    @property
+    def result_backend(self) -> str:
+        return self.CELERY_RESULT_BACKEND or self.redis_url
+
+    @property
+    def database_url(self) -> str:
+        return self.DATABASE_URL or f"sqlite:///{(self.VAR_DIR / 'librarian.db').resolve()}"
+
+    @property
+    def storage_dir(self) -> Path:
+        return (self.STORAGE_DIR or self.VAR_DIR / "storage").resolve()
+
+    @property
+    def max_file_size_bytes(self) -> int:
+        return self.MAX_FILE_SIZE_MB * 1024 * 1024
+
+    @property
+    def worker_queues(self) -> list[str]:
+        return [q.strip() for q in self.WORKER_QUEUES.split(",") if q.strip()]
+
+    @property
+    def flower_password_is_placeholder(self) -> bool:
+        return self.FLOWER_PASSWORD.lower() in PLACEHOLDER_SECRETS
+
+    def _check_secret(self, name: str, value: str) -> None:
+        # In development `librarian up` swaps a placeholder for a generated password (var/).
+        if value.lower() in PLACEHOLDER_SECRETS and self.ENVIRONMENT != "development":
+            raise ValueError(f'The value of {name} is "{value}", a placeholder: set a real secret.')
+
+    @model_validator(mode="after")
+    def _validate(self) -> Settings:
+        self._check_secret("FLOWER_PASSWORD", self.FLOWER_PASSWORD)
+        if self.TASK_SOFT_TIME_LIMIT >= self.TASK_TIME_LIMIT:
+            raise ValueError("TASK_SOFT_TIME_LIMIT must be lower than TASK_TIME_LIMIT")
+        return self
+
+
+settings = Settings()

@@ -1,0 +1,100 @@
+"""One structlog processor chain for structlog and stdlib loggers (Celery, kombu, uvicorn, ...)."""
+
+from __future__ import annotations
+
+import logging
+import logging.config
+import sys
+from typing import Any
+
+import structlog
+import structlog.tracebacks
+
+from app.core.config import settings
+
+SECRET_KEYS = ("password", "secret", "token", "dsn", "authorization")
+_service = "librarian"
+
+
+def _add_service(_logger: Any, _name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    event_dict.setdefault("service", _service)
+    return event_dict
+
+
+def _mask_secrets(_logger: Any, _name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """Never log a secret: mask values of secret-looking keys and passwords inside URLs."""
+    from app.core.config import mask_url
+
+    for key, value in list(event_dict.items()):
+        if any(word in key.lower() for word in SECRET_KEYS) and value:
+            event_dict[key] = "***"
+        elif isinstance(value, str) and "://" in value and "@" in value:
+            event_dict[key] = mask_url(value)
+    return event_dict
+
+
+def shared_processors() -> list[Any]:
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.stdlib.ExtraAdder(),
+        _add_service,
+        _mask_secrets,
+    ]
+
+
+def configure_logging(service: str, level: str | None = None) -> None:
+    """Configure structlog + stdlib once per process. JSON by default, console when LOG_FORMAT=console."""
+    level = (level or settings.LOG_LEVEL).upper()
+    if settings.LOG_FORMAT == "console":
+        renderer: Any = structlog.dev.ConsoleRenderer()
+        final = [structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer]
+    else:
+        final = [
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            # No frame locals: they may hold secrets and make lines enormous.
+            structlog.processors.ExceptionRenderer(
+                structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+            ),
+            structlog.processors.JSONRenderer(),
+        ]
+    structlog.configure(
+        processors=[
+            *shared_processors(),
+            structlog.processors.StackInfoRenderer(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    logging.config.dictConfig(
+        {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "formatters": {
+                "structured": {
+                    "()": structlog.stdlib.ProcessorFormatter,
+                    "processors": final,
+                    "foreign_pre_chain": shared_processors(),
+                }
+            },
+            "handlers": {
+                "stdout": {
+                    "class": "logging.StreamHandler",
+                    "stream": sys.stdout,
+                    "formatter": "structured",
+                }
+            },
+            "root": {"handlers": ["stdout"], "level": level},
+            "loggers": {
+                # uvicorn and celery install handlers of their own; route them through ours.
+                name: {"handlers": ["stdout"], "level": level, "propagate": False}
+                for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "celery", "kombu")
+            },
+        }
+    )
+    global _service
+    _service = service

@@ -1,0 +1,50 @@
+"""Sentry set-up for the API and the worker: integrations do the work; no-op without a DSN."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sentry_sdk
+
+from app.core.config import settings
+from app.observability.logging import SECRET_KEYS
+
+
+def _scrub(event: dict[str, Any], _hint: dict[str, Any]) -> dict[str, Any]:
+    """Drop secret-looking values the default scrubber does not know (extra, contexts, tags)."""
+
+    for section in ("extra", "tags"):
+        values = event.get(section) or {}
+        for key in list(values):
+            if any(word in str(key).lower() for word in SECRET_KEYS):
+                values[key] = "[Filtered]"
+    return event
+
+
+def init_sentry(component: str) -> bool:
+    """Initialise the SDK for 'api' or 'worker'. Returns False (and does nothing) without a DSN."""
+    if not settings.SENTRY_DSN:
+        return False
+    from sentry_sdk.integrations.celery import CeleryIntegration
+    from sentry_sdk.integrations.fastapi import FastApiIntegration
+    from sentry_sdk.integrations.logging import LoggingIntegration
+    from sentry_sdk.integrations.starlette import StarletteIntegration
+    from sentry_sdk.scrubber import DEFAULT_DENYLIST, EventScrubber
+
+    sentry_sdk.init(
+        dsn=settings.SENTRY_DSN,
+        environment=settings.ENVIRONMENT,
+        release=settings.RELEASE,
+        traces_sample_rate=settings.SENTRY_TRACES_SAMPLE_RATE,
+        send_default_pii=False,
+        event_scrubber=EventScrubber(denylist=[*DEFAULT_DENYLIST, "dsn", "redis_url", "broker_url"]),
+        before_send=_scrub,
+        integrations=[
+            StarletteIntegration(),
+            FastApiIntegration(),
+            CeleryIntegration(monitor_beat_tasks=True, propagate_traces=True),
+            LoggingIntegration(),
+        ],
+    )
+    sentry_sdk.set_tag("component", component)
+    return True

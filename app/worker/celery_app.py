@@ -1,0 +1,75 @@
+"""The Celery application: JSON only, late acks, time limits, named queues."""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Queue
+
+from app.core.config import QUEUES, settings
+
+TASK_MODULES = [
+    "app.worker.tasks.diagnostics",
+]
+
+ROUTES = {
+    "librarian.validation.*": {"queue": "validation"},
+    "librarian.pipeline.*": {"queue": "pipeline"},
+    "librarian.maintenance.*": {"queue": "maintenance"},
+    "librarian.*": {"queue": "default"},
+}
+
+
+def create_celery_app() -> Celery:
+    app = Celery("librarian", broker=settings.broker_url, backend=settings.result_backend)
+    app.conf.update(
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        result_accept_content=["json"],
+        event_serializer="json",
+        timezone="UTC",
+        enable_utc=True,
+        task_track_started=True,
+        task_soft_time_limit=settings.TASK_SOFT_TIME_LIMIT,
+        task_time_limit=settings.TASK_TIME_LIMIT,
+        worker_prefetch_multiplier=1,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        result_expires=settings.RESULT_EXPIRES,
+        result_extended=True,
+        broker_connection_retry_on_startup=True,
+        broker_connection_timeout=settings.SUBMIT_TIMEOUT,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        broker_transport_options={
+            "visibility_timeout": settings.BROKER_VISIBILITY_TIMEOUT,
+            "socket_connect_timeout": settings.REDIS_SOCKET_TIMEOUT,
+            "socket_timeout": 10,
+            "retry_on_timeout": True,
+        },
+        redis_socket_connect_timeout=settings.REDIS_SOCKET_TIMEOUT,
+        redis_socket_timeout=5,
+        redis_retry_on_timeout=True,
+        result_backend_transport_options={"visibility_timeout": settings.BROKER_VISIBILITY_TIMEOUT},
+        task_queues=[Queue(name) for name in QUEUES],
+        task_default_queue="default",
+        task_routes=ROUTES,
+        task_send_sent_event=False,
+        worker_send_task_events=False,
+        worker_hijack_root_logger=False,
+        beat_schedule={
+            "canary-health-check": {
+                "task": "librarian.maintenance.health_check",
+                "schedule": 60.0,
+                "options": {"expires": 55},
+            },
+        },
+        beat_schedule_filename=str(settings.VAR_DIR / "celerybeat-schedule"),
+    )
+    app.conf.imports = TASK_MODULES
+    return app
+
+
+celery_app = create_celery_app()
+
+# Signal handlers (logging, start-up checks, metrics) connect on import.
+from app.worker import signals  # noqa: E402,F401

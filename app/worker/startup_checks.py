@@ -1,0 +1,55 @@
+"""Checks a worker runs at start-up: refuse unsafe time limits, warn about an evicting broker."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from celery import Celery
+
+from app.core.config import settings
+
+log = structlog.get_logger("librarian.worker.startup")
+
+
+class UnsafeConfigurationError(RuntimeError):
+    """A configuration that would make Redis redeliver running tasks."""
+
+
+def longest_hard_limit(app: Celery) -> int:
+    limits = [app.conf.task_time_limit or 0]
+    for task in app.tasks.values():
+        limit = getattr(task, "time_limit", None)
+        if limit:
+            limits.append(int(limit))
+    return max(limits)
+
+
+def check_visibility_timeout(app: Celery) -> None:
+    """A task must finish (hard limit) before Redis' visibility timeout hands it to another worker."""
+    visibility = int(app.conf.broker_transport_options.get("visibility_timeout", 3600))
+    needed = longest_hard_limit(app) + settings.MAX_TASK_COUNTDOWN
+    if visibility <= needed:
+        raise UnsafeConfigurationError(
+            f"BROKER_VISIBILITY_TIMEOUT={visibility}s must be larger than the longest hard time "
+            f"limit plus MAX_TASK_COUNTDOWN ({needed}s): otherwise Redis redelivers a running "
+            f"task to a second worker."
+        )
+
+
+def check_broker_durability(client: Any) -> list[str]:
+    """Warnings about a broker that may lose messages (evicting keys, no persistence)."""
+    warnings: list[str] = []
+    try:
+        policy = client.config_get("maxmemory-policy").get("maxmemory-policy", "")
+        appendonly = client.config_get("appendonly").get("appendonly", "no")
+        save = client.config_get("save").get("save", "")
+    except Exception as exc:  # managed Redis often disables CONFIG
+        return [f"could not read the broker's configuration ({type(exc).__name__}): check by hand"]
+    if policy and policy != "noeviction":
+        warnings.append(
+            f"broker maxmemory-policy is {policy!r}: Redis may evict queued tasks; use 'noeviction'"
+        )
+    if appendonly != "yes" and not save:
+        warnings.append("broker has no persistence (appendonly no, no save): a restart loses queued tasks")
+    return warnings

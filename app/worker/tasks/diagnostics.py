@@ -1,0 +1,84 @@
+"""Diagnostic tasks: prove the worker, broker, database and storage work end to end."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from datetime import UTC, datetime
+
+from celery import Task
+from sqlmodel import select
+
+from app.core.db import session_scope
+from app.core.storage import resolve_in_storage
+from app.models import DiagnosticRecord, utcnow
+from app.worker.celery_app import celery_app
+
+
+class TransientError(Exception):
+    """A failure worth retrying (a dependency hiccup)."""
+
+
+@celery_app.task(bind=True, name="librarian.maintenance.health_check", max_retries=0)
+def health_check(self: Task) -> dict:
+    return {
+        "status": "ok",
+        "worker": self.request.hostname,
+        "task_id": self.request.id,
+        "timestamp": datetime.now(UTC).isoformat(),
+    }
+
+
+@celery_app.task(bind=True, name="librarian.demo.process")
+def demo_process(self: Task, message: str, steps: int = 5, step_seconds: float = 0.2) -> dict:
+    """The seed's demo job: walks `steps` steps, reporting PROGRESS with percent and message."""
+    for step in range(1, steps + 1):
+        time.sleep(step_seconds)
+        percent = int(step * 100 / steps)
+        self.update_state(
+            state="PROGRESS",
+            meta={"percent": percent, "message": f"step {step}/{steps}: {message}"},
+        )
+    return {"message": message, "steps": steps, "processed_at": datetime.now(UTC).isoformat()}
+
+
+@celery_app.task(
+    bind=True,
+    name="librarian.demo.always_transient",
+    autoretry_for=(TransientError,),
+    max_retries=3,
+    default_retry_delay=1,
+)
+def always_transient(self: Task, reason: str = "simulated dependency outage") -> None:
+    """Fails with a transient error every time: exercises retries and the final FAILURE state."""
+    raise TransientError(f"{reason} (attempt {self.request.retries + 1})")
+
+
+@celery_app.task(bind=True, name="librarian.demo.db_roundtrip")
+def db_roundtrip(self: Task, key: str, value: str) -> dict:
+    """Upserts one row by key and reads it back (idempotent: re-running never duplicates)."""
+    with session_scope() as session:
+        record = session.get(DiagnosticRecord, key)
+        if record is None:
+            record = DiagnosticRecord(key=key)
+        record.value = value
+        record.task_id = self.request.id
+        record.writes += 1
+        record.updated_at = utcnow()
+        session.add(record)
+        session.commit()
+        stored = session.exec(select(DiagnosticRecord).where(DiagnosticRecord.key == key)).one()
+        return {"key": stored.key, "value": stored.value, "writes": stored.writes}
+
+
+@celery_app.task(name="librarian.demo.read_storage")
+def read_storage(relative_path: str) -> dict:
+    """Reads a file from the storage dir (never outside it) and returns its size and sha256."""
+    path = resolve_in_storage(relative_path)
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+            size += len(chunk)
+    return {"path": relative_path, "size": size, "sha256": digest.hexdigest()}

