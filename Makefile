@@ -28,10 +28,10 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not integration" $(PYTEST_ARGS)
 
-# Re-pin: runtime pins for the image (requirements.lock), runtime + test pins for dev/CI.
+# Re-pin: runtime pins (with the PostgreSQL driver) for the image, runtime + test pins for dev/CI.
 lock:
 	rm -rf .lockenv && $(PYTHON) -m venv .lockenv
-	.lockenv/bin/pip install --quiet . && .lockenv/bin/pip freeze --exclude librarian > requirements.lock
+	.lockenv/bin/pip install --quiet ".[postgres]" && .lockenv/bin/pip freeze --exclude librarian > requirements.lock
 	.lockenv/bin/pip install --quiet ".[test,postgres]" && .lockenv/bin/pip freeze --exclude librarian > requirements-dev.lock
 	rm -rf .lockenv
 

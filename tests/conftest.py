@@ -91,9 +91,15 @@ def stack_env(**overrides: str) -> dict[str, str]:
 
 
 def start_worker(name: str, *, env: dict[str, str] | None = None, extra: tuple[str, ...] = ()) -> ManagedProcess:
-    process = ManagedProcess(name, cli("worker", "--name", f"{name}@%h", *extra), env or stack_env(), TMP / "logs")
+    """A real `librarian worker` (prefork) with its own metrics port; returns once it is ready."""
+    port = free_port()
+    env = dict(env or stack_env())
+    env["WORKER_METRICS_PORT"] = str(port)
+    process = ManagedProcess(name, cli("worker", "--name", f"{name}@%h", *extra), env, TMP / "logs")
+    process.metrics_url = f"http://127.0.0.1:{port}/metrics"  # type: ignore[attr-defined]
     process.start()
     process.wait_for(r'"event": "worker ready"', timeout=60)
+    process.wait_for(r'"event": "worker metrics listening"', timeout=10)
     return process
 
 

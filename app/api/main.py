@@ -12,13 +12,15 @@ from fastapi import APIRouter, FastAPI, Request, Response
 
 from app import __version__
 from app.api.errors import install_error_handlers
-from app.api.routes import health, tasks
+from app.api.metrics import install_metrics
+from app.api.routes import diagnostics, health, tasks
 from app.core.config import settings
 
 log = structlog.get_logger("librarian.api.access")
 
 api_router = APIRouter(prefix="/api/v1")
 api_router.include_router(tasks.router)
+api_router.include_router(diagnostics.router)
 
 
 @asynccontextmanager
@@ -65,6 +67,7 @@ def create_app() -> FastAPI:
     app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")
     app.include_router(api_router)
     app.include_router(health.router)
+    install_metrics(app)
     return app
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 import time
+from pathlib import Path
 
 from app.core.config import settings
 
@@ -33,14 +35,24 @@ def cmd_api(args: argparse.Namespace) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
+    from app.observability.metrics_server import prepare_multiprocess_dir
+
     settings.VAR_DIR.mkdir(parents=True, exist_ok=True)
+    # Multiprocess metrics: set before Celery (and prometheus_client) start, wiped for each run.
+    node = args.name.replace("%h", socket.gethostname())  # unique per worker, as Celery names it
+    metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or str(
+        (settings.VAR_DIR / "metrics" / node).resolve()
+    )
+    prepare_multiprocess_dir(Path(metrics_dir))
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    os.environ["LIBRARIAN_PROCESS"] = "worker"
     quiet = ["--quiet"] if settings.LOG_FORMAT == "json" else []  # no ASCII banner in JSON logs
     _exec([
         sys.executable, "-m", "celery", "-A", "app.worker.celery_app:celery_app", *quiet, "worker",
         "--pool", "prefork", "--concurrency", str(args.concurrency or settings.WORKER_CONCURRENCY),
         "--queues", args.queues or settings.WORKER_QUEUES,
         "--hostname", args.name, "--without-mingle", "--without-gossip",
-        "--statedb", str(settings.VAR_DIR / f"worker-{args.name.split('@')[0]}.state"),
+        "--statedb", str(settings.VAR_DIR / f"worker-{node}.state"),
         "--loglevel", settings.LOG_LEVEL,
     ])
 
@@ -56,7 +68,10 @@ def cmd_beat(_: argparse.Namespace) -> None:
 def cmd_flower(args: argparse.Namespace) -> None:
     if settings.flower_password_is_placeholder:
         print("warning: FLOWER_PASSWORD is a placeholder; set a real one", file=sys.stderr)
-    os.environ["FLOWER_BASIC_AUTH"] = f"{settings.FLOWER_USER}:{settings.FLOWER_PASSWORD}"
+    # Add our account to any already configured (compose adds one for Prometheus' scrapes).
+    accounts = [a for a in os.environ.get("FLOWER_BASIC_AUTH", "").split(",") if a]
+    ours = f"{settings.FLOWER_USER}:{settings.FLOWER_PASSWORD}"
+    os.environ["FLOWER_BASIC_AUTH"] = ",".join([ours, *[a for a in accounts if a != ours]])
     _exec([
         sys.executable, "-m", "celery", "-A", "app.worker.celery_app:celery_app", "flower",
         f"--address={args.host or settings.FLOWER_HOST}", f"--port={args.port or settings.FLOWER_PORT}",

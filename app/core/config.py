@@ -60,6 +60,7 @@ class Settings(BaseSettings):
     WORKER_CONCURRENCY: int = 2
     WORKER_QUEUES: str = ",".join(QUEUES)
     WORKER_METRICS_PORT: int = 9808
+    WORKER_METRICS_HOST: str = "127.0.0.1"
     API_HOST: str = "127.0.0.1"
     API_PORT: int = 8000
     FLOWER_HOST: str = "127.0.0.1"

@@ -21,6 +21,17 @@ def _add_service(_logger: Any, _name: str, event_dict: dict[str, Any]) -> dict[s
     return event_dict
 
 
+def _add_request_id(_logger: Any, _name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """The API's request id (asgi-correlation-id) on every line logged while serving a request."""
+    if not event_dict.get("request_id"):
+        from asgi_correlation_id import correlation_id
+
+        request_id = correlation_id.get()
+        if request_id:
+            event_dict["request_id"] = request_id
+    return event_dict
+
+
 def _mask_secrets(_logger: Any, _name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
     """Never log a secret: mask values of secret-looking keys and passwords inside URLs."""
     from app.core.config import mask_url
@@ -41,6 +52,7 @@ def shared_processors() -> list[Any]:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.stdlib.ExtraAdder(),
         _add_service,
+        _add_request_id,
         _mask_secrets,
     ]
 
@@ -96,5 +108,6 @@ def configure_logging(service: str, level: str | None = None) -> None:
             },
         }
     )
+    logging.captureWarnings(True)  # Python warnings become JSON lines too
     global _service
     _service = service

@@ -27,7 +27,7 @@ def init_sentry(component: str) -> bool:
         return False
     from sentry_sdk.integrations.celery import CeleryIntegration
     from sentry_sdk.integrations.fastapi import FastApiIntegration
-    from sentry_sdk.integrations.logging import LoggingIntegration
+    from sentry_sdk.integrations.logging import LoggingIntegration, ignore_logger
     from sentry_sdk.integrations.starlette import StarletteIntegration
     from sentry_sdk.scrubber import DEFAULT_DENYLIST, EventScrubber
 
@@ -46,5 +46,8 @@ def init_sentry(component: str) -> bool:
             LoggingIntegration(),
         ],
     )
-    sentry_sdk.set_tag("component", component)
+    # Task failures arrive through the Celery integration; our own "task failed" line would be a
+    # second event for the same error.
+    ignore_logger("librarian.task")
+    sentry_sdk.get_global_scope().set_tag("component", component)
     return True

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+from fnmatch import fnmatchcase
+
 from celery import Celery
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from app.core.config import QUEUES, settings
 
@@ -17,6 +20,14 @@ ROUTES = {
     "librarian.maintenance.*": {"queue": "maintenance"},
     "librarian.*": {"queue": "default"},
 }
+
+
+def queue_for(task_name: str) -> str:
+    """The queue a task name routes to (first matching pattern of ROUTES)."""
+    for pattern, route in ROUTES.items():
+        if fnmatchcase(task_name, pattern):
+            return route["queue"]
+    return "default"
 
 
 def create_celery_app() -> Celery:
@@ -50,12 +61,14 @@ def create_celery_app() -> Celery:
         redis_socket_timeout=5,
         redis_retry_on_timeout=True,
         result_backend_transport_options={"visibility_timeout": settings.BROKER_VISIBILITY_TIMEOUT},
-        task_queues=[Queue(name) for name in QUEUES],
+        # One direct exchange per queue, bound by its own name: a message goes to exactly one queue.
+        task_queues=[Queue(name, Exchange(name, type="direct"), routing_key=name) for name in QUEUES],
         task_default_queue="default",
         task_routes=ROUTES,
         task_send_sent_event=False,
         worker_send_task_events=False,
         worker_hijack_root_logger=False,
+        worker_consumer="app.worker.consumer:LibrarianConsumer",
         beat_schedule={
             "canary-health-check": {
                 "task": "librarian.maintenance.health_check",
@@ -71,5 +84,12 @@ def create_celery_app() -> Celery:
 
 celery_app = create_celery_app()
 
+if os.environ.get("LIBRARIAN_PROCESS") == "worker":
+    # Configure JSON logging before Celery's start-up checks warn (they run before setup_logging).
+    from app.observability.logging import configure_logging
+
+    configure_logging("worker")
+
 # Signal handlers (logging, start-up checks, metrics) connect on import.
+from app.observability import celery_logging, celery_metrics  # noqa: E402,F401
 from app.worker import signals  # noqa: E402,F401

@@ -15,9 +15,11 @@ log = structlog.get_logger("librarian.worker")
 @signals.setup_logging.connect
 def _setup_logging(**_: Any) -> None:
     # Connecting to this signal stops Celery from configuring logging itself.
+    from app.observability.celery_logging import quiet_celery_task_lines
     from app.observability.logging import configure_logging
 
     configure_logging("worker")
+    quiet_celery_task_lines()
 
 
 @signals.worker_init.connect
@@ -29,6 +31,10 @@ def _worker_init(sender: Any = None, **_: Any) -> None:
     app = sender.app if sender is not None else None
     if app is not None:
         check_visibility_timeout(app)
+        from app.observability.metrics import initialise_task_series
+        from app.worker.celery_app import queue_for
+
+        initialise_task_series({name: queue_for(name) for name in app.tasks if not name.startswith("celery.")})
 
 
 @signals.worker_process_init.connect
@@ -37,6 +43,35 @@ def _worker_process_init(**_: Any) -> None:
     from app.core.db import get_engine
 
     get_engine().dispose(close=False)
+
+
+@signals.worker_process_shutdown.connect
+def _worker_process_shutdown(pid: int | None = None, **_: Any) -> None:
+    import os
+
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid or os.getpid())
+
+
+@signals.worker_ready.connect
+def _start_metrics_server(**_: Any) -> None:
+    import os
+
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        log.warning("worker metrics disabled: PROMETHEUS_MULTIPROC_DIR is not set (start with `librarian worker`)")
+        return
+    from app.core.redis import get_redis
+    from app.observability.metrics_server import start_metrics_server
+    from app.observability.queues import BrokerCollector
+
+    start_metrics_server(
+        settings.WORKER_METRICS_PORT,
+        [BrokerCollector(get_redis, include_workers=False)],
+        addr=settings.WORKER_METRICS_HOST,
+    )
+    log.info("worker metrics listening", url=f"http://{settings.WORKER_METRICS_HOST}:{settings.WORKER_METRICS_PORT}/metrics")
 
 
 @signals.worker_ready.connect

@@ -22,7 +22,7 @@ def test_pickle_message_is_refused_logged_and_worker_stays_up(worker, celery):
             body,
             routing_key="default",
             exchange=Exchange("default", type="direct"),
-            declare=[Queue("default")],
+            declare=[Queue("default", Exchange("default", type="direct"), routing_key="default")],
             serializer=None,
             content_type="application/x-python-serialize",
             content_encoding="binary",

@@ -1,0 +1,92 @@
+"""Task lifecycle log lines, with task_id, task_name, queue, retries and the request id bound.
+
+The request id of the HTTP call that enqueued a task travels in the message headers
+(see celery_metrics.REQUEST_ID) and is bound here, so one grep follows a request into its task.
+Celery's own per-task INFO lines are turned down in favour of these structured ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import structlog
+from celery import signals
+from celery.exceptions import SoftTimeLimitExceeded
+
+from app.observability.celery_metrics import REQUEST_ID, _queue_of, _request_header
+
+log = structlog.get_logger("librarian.task")
+_started: dict[str, float] = {}
+
+
+def quiet_celery_task_lines() -> None:
+    for name in ("celery.app.trace", "celery.worker.strategy"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _bind(task: Any) -> None:
+    request = task.request
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(
+        task_id=request.id,
+        task_name=task.name,
+        queue=_queue_of(request),
+        retries=request.retries or 0,
+        request_id=_request_header(request, REQUEST_ID),
+    )
+
+
+@signals.task_received.connect
+def _received(request: Any = None, **_: Any) -> None:
+    log.info(
+        "task received",
+        task_id=request.id,
+        task_name=request.name,
+        queue=_queue_of(request),
+        request_id=_request_header(request, REQUEST_ID),
+        eta=str(request.eta) if request.eta else None,
+    )
+
+
+@signals.task_prerun.connect
+def _prerun(task_id: str | None = None, task: Any = None, **_: Any) -> None:
+    _bind(task)
+    if task_id:
+        _started[task_id] = time.perf_counter()
+    log.info("task started")
+
+
+def _runtime(task_id: str | None) -> float | None:
+    started = _started.pop(task_id, None) if task_id else None
+    return round(time.perf_counter() - started, 6) if started is not None else None
+
+
+@signals.task_success.connect
+def _success(sender: Any = None, **_: Any) -> None:
+    log.info("task succeeded", runtime_s=_runtime(sender.request.id))
+
+
+@signals.task_retry.connect
+def _retry(request: Any = None, reason: Any = None, **_: Any) -> None:
+    log.warning("task retried", reason=str(reason), runtime_s=_runtime(getattr(request, "id", None)))
+
+
+@signals.task_failure.connect
+def _failure(task_id: str | None = None, exception: BaseException | None = None, einfo: Any = None, **_: Any) -> None:
+    runtime = _runtime(task_id)
+    if isinstance(exception, SoftTimeLimitExceeded):
+        log.warning("task soft time limit exceeded", runtime_s=runtime)
+    log.error(
+        "task failed",
+        error=type(exception).__name__,
+        error_message=str(exception),
+        runtime_s=runtime,
+        exc_info=(type(exception), exception, exception.__traceback__) if exception else None,
+    )
+
+
+@signals.task_revoked.connect
+def _revoked(request: Any = None, terminated: bool = False, expired: bool = False, **_: Any) -> None:
+    log.warning("task revoked", task_id=getattr(request, "id", None), terminated=terminated, expired=expired)

@@ -1,0 +1,135 @@
+"""Celery signals → Prometheus. Works without Celery events (-E): every number comes from signals.
+
+Where each signal fires under prefork: before_task_publish in the producer (API or a task),
+task_received/task_revoked/task_rejected/task_unknown in the worker's main process, and
+task_prerun/postrun/success/failure/retry in the pool child that runs the task.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Any
+
+from celery import signals
+
+from app.observability import metrics as m
+
+PUBLISHED_AT = "librarian_published_at"
+REQUEST_ID = "librarian_request_id"
+
+_started: dict[str, float] = {}  # task id → perf_counter at prerun, in the pool child
+
+
+def _request_header(request: Any, key: str) -> Any:
+    """A custom message header: an attribute of a task's Context, a key of a worker Request's dict."""
+    value = getattr(request, key, None)
+    if value is None:
+        source = getattr(request, "request_dict", None) or getattr(request, "headers", None) or {}
+        value = source.get(key)
+    return value
+
+
+def _queue_of(request: Any) -> str:
+    info = getattr(request, "delivery_info", None) or {}
+    return m.queue_label(info.get("routing_key"))
+
+
+def _labels(task: Any) -> tuple[str, str]:
+    return task.name, _queue_of(task.request)
+
+
+@signals.before_task_publish.connect
+def _on_publish(sender: str | None = None, headers: dict | None = None, routing_key: str | None = None, **_: Any) -> None:
+    if headers is not None:
+        headers.setdefault(PUBLISHED_AT, time.time())
+        from asgi_correlation_id import correlation_id
+        import structlog
+
+        request_id = correlation_id.get() or structlog.contextvars.get_contextvars().get("request_id")
+        if request_id and REQUEST_ID not in headers:
+            headers[REQUEST_ID] = request_id
+    m.TASKS_SENT.labels(sender or "unknown", m.queue_label(routing_key)).inc()
+
+
+@signals.task_received.connect
+def _on_received(request: Any = None, **_: Any) -> None:
+    m.TASKS_RECEIVED.labels(request.name, _queue_of(request)).inc()
+
+
+def _due_time(task: Any) -> float | None:
+    """When the task could first start: its publish time, or its ETA if that is later."""
+    published = _request_header(task.request, PUBLISHED_AT)
+    if published is None:
+        return None
+    due = float(published)
+    eta = getattr(task.request, "eta", None)
+    if eta:
+        try:
+            due = max(due, datetime.fromisoformat(str(eta)).timestamp())
+        except ValueError:
+            pass
+    return due
+
+
+@signals.task_prerun.connect
+def _on_prerun(task_id: str | None = None, task: Any = None, **_: Any) -> None:
+    labels = _labels(task)
+    m.TASKS_STARTED.labels(*labels).inc()
+    m.TASKS_ACTIVE.inc()
+    due = _due_time(task)
+    if due is not None:
+        m.TASK_QUEUE_WAIT.labels(*labels).observe(max(0.0, time.time() - due))
+    if task_id:
+        _started[task_id] = time.perf_counter()
+
+
+_OUTCOME = {"SUCCESS": "success", "FAILURE": "failure", "RETRY": "retry", "REVOKED": "revoked"}
+
+
+@signals.task_postrun.connect
+def _on_postrun(task_id: str | None = None, task: Any = None, state: str | None = None, **_: Any) -> None:
+    m.TASKS_ACTIVE.dec()
+    started = _started.pop(task_id, None) if task_id else None
+    if started is not None:
+        outcome = _OUTCOME.get(state or "", "failure")
+        m.TASK_RUNTIME.labels(*_labels(task), outcome).observe(time.perf_counter() - started)
+
+
+@signals.task_success.connect
+def _on_success(sender: Any = None, **_: Any) -> None:
+    m.TASKS_SUCCEEDED.labels(*_labels(sender)).inc()
+
+
+@signals.task_failure.connect
+def _on_failure(sender: Any = None, exception: BaseException | None = None, **_: Any) -> None:
+    m.TASKS_FAILED.labels(*_labels(sender), type(exception).__name__).inc()
+
+
+@signals.task_retry.connect
+def _on_retry(sender: Any = None, request: Any = None, **_: Any) -> None:
+    m.TASKS_RETRIED.labels(sender.name, _queue_of(request)).inc()
+
+
+@signals.task_revoked.connect
+def _on_revoked(sender: Any = None, request: Any = None, **_: Any) -> None:
+    name = getattr(sender, "name", None) or getattr(request, "name", None) or "unknown"
+    m.TASKS_REVOKED.labels(name, _queue_of(request)).inc()
+
+
+@signals.task_rejected.connect
+def _on_rejected(exc: BaseException | None = None, **_: Any) -> None:
+    from kombu.exceptions import ContentDisallowed
+
+    if exc is None:
+        reason = "unknown_format"
+    elif isinstance(exc, ContentDisallowed):
+        reason = "content_disallowed"
+    else:
+        reason = "invalid"
+    m.TASKS_REJECTED.labels(reason).inc()
+
+
+@signals.task_unknown.connect
+def _on_unknown(**_: Any) -> None:
+    m.TASKS_UNKNOWN.inc()

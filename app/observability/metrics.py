@@ -1,0 +1,61 @@
+"""Every Prometheus metric Librarian exports, in one place.
+
+Names follow Prometheus rules: `librarian_` prefix, counters end in `_total`, seconds as the unit,
+bounded labels only (task name, queue, outcome, exception class; never ids or hostnames).
+Under the prefork pool these live in prometheus_client's multiprocess mode: the worker CLI sets
+PROMETHEUS_MULTIPROC_DIR (wiped at start) before this module is imported.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from app.core.config import QUEUES
+
+TASK_LABELS = ("task", "queue")
+OUTCOMES = ("success", "failure", "retry", "revoked")
+
+# Task runtimes range from milliseconds (health checks) to the 30 min hard limit.
+RUNTIME_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
+WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
+
+TASKS_SENT = Counter("librarian_tasks_sent", "Tasks published to the broker", TASK_LABELS)
+TASKS_RECEIVED = Counter("librarian_tasks_received", "Tasks a worker took from the broker", TASK_LABELS)
+TASKS_STARTED = Counter("librarian_tasks_started", "Tasks that began executing", TASK_LABELS)
+TASKS_SUCCEEDED = Counter("librarian_tasks_succeeded", "Tasks that finished successfully", TASK_LABELS)
+TASKS_FAILED = Counter("librarian_tasks_failed", "Tasks that ended in failure", (*TASK_LABELS, "exception"))
+TASKS_RETRIED = Counter("librarian_tasks_retried", "Task attempts that asked for a retry", TASK_LABELS)
+TASKS_REVOKED = Counter("librarian_tasks_revoked", "Tasks revoked before or while running", TASK_LABELS)
+TASKS_REJECTED = Counter("librarian_tasks_rejected", "Messages refused by the worker", ("reason",))
+TASKS_UNKNOWN = Counter("librarian_tasks_unknown", "Messages naming a task the worker does not know")
+
+TASK_RUNTIME = Histogram(
+    "librarian_task_runtime_seconds", "Task run time, by outcome", (*TASK_LABELS, "outcome"),
+    buckets=RUNTIME_BUCKETS,
+)
+TASK_QUEUE_WAIT = Histogram(
+    "librarian_task_queue_wait_seconds",
+    "Time from publish (or ETA/countdown due time) to start",
+    TASK_LABELS,
+    buckets=WAIT_BUCKETS,
+)
+TASKS_ACTIVE = Gauge(
+    "librarian_tasks_active", "Tasks executing now in this worker's pool", multiprocess_mode="livesum"
+)
+
+REJECT_REASONS = ("content_disallowed", "invalid", "unknown_format", "decode_error")
+
+
+def queue_label(queue: str | None) -> str:
+    """Bounded queue label: a known queue's name, else 'other'."""
+    return queue if queue in QUEUES else "other"
+
+
+def initialise_task_series(tasks: dict[str, str]) -> None:
+    """Create the counters of known tasks at 0 so series exist before the first event."""
+    for name, queue in tasks.items():
+        labels = (name, queue_label(queue))
+        for counter in (TASKS_SENT, TASKS_RECEIVED, TASKS_STARTED, TASKS_SUCCEEDED, TASKS_RETRIED, TASKS_REVOKED):
+            counter.labels(*labels)
+    for reason in REJECT_REASONS:
+        TASKS_REJECTED.labels(reason)

@@ -1,0 +1,230 @@
+"""Compose files, Dockerfile: the Compose Specification schema plus the project's own rules.
+
+tests/ops/compose-spec.json is vendored from github.com/compose-spec/compose-spec,
+schema/compose-spec.json at commit a08f8d51631b7127ddac3d2c65537db429d0f1d0 (refresh it from there).
+No Docker engine is needed: files are checked as written, before variable interpolation.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import jsonschema
+import pytest
+import yaml
+
+from .helpers import ROOT
+
+CORE = ROOT / "docker-compose.yml"
+OVERLAY = ROOT / "docker-compose.monitoring.yml"
+DOCKERFILE = ROOT / "Dockerfile"
+SCHEMA = ROOT / "tests" / "ops" / "compose-spec.json"
+
+# Published ports that may listen on every interface: each entry needs a written reason.
+PUBLIC_PORTS_ALLOWED: dict[str, str] = {}
+# Core services that run once and exit, so have no healthcheck (none yet).
+ONE_SHOT_SERVICES: set[str] = set()
+SECRET_KEY = re.compile(r"PASSWORD|SECRET|TOKEN|CREDENTIAL|DSN|(^|_)KEY$|(^|_)AUTH$", re.IGNORECASE)
+REFERENCE = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?P<op>:?[-?+])?(?P<arg>[^}]*)\}")
+ONLY_A_REFERENCE = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*(:?[?-][^}]*)?\}$")
+URL_PASSWORD = re.compile(r"^[a-z][a-z0-9+.-]*://[^:/@]*:(?P<password>.+)@[^@]+$")
+
+
+def load(path):
+    return yaml.safe_load(path.read_text())  # also resolves the x-* anchors and << merges
+
+
+COMPOSE_FILES = {"docker-compose.yml": CORE, "docker-compose.monitoring.yml": OVERLAY}
+
+
+def all_services():
+    for file_name, path in COMPOSE_FILES.items():
+        for name, service in load(path)["services"].items():
+            yield f"{file_name}:{name}", name, service
+
+
+def environment(service) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) if "=" in item else (item, None) for item in env)
+    return {key: "" if value is None else str(value) for key, value in env.items()}
+
+
+def command_args(service) -> list[str]:
+    command = service.get("command") or []
+    return command.split() if isinstance(command, str) else [str(arg) for arg in command]
+
+
+# --------------------------------------------------------------------------- schema
+@pytest.mark.parametrize("file_name", sorted(COMPOSE_FILES))
+def test_compose_file_matches_the_compose_specification(file_name):
+    schema = json.loads(SCHEMA.read_text())
+    validator = jsonschema.Draft7Validator(schema)
+    errors = sorted(validator.iter_errors(load(COMPOSE_FILES[file_name])), key=lambda e: list(e.path))
+    assert not errors, "\n".join(f"{'/'.join(map(str, e.path))}: {e.message}" for e in errors)
+
+
+def test_the_schema_check_is_not_vacuous():
+    schema = json.loads(SCHEMA.read_text())
+    broken = {"services": {"api": {"image": "x", "restart": "unless-stopped", "helthcheck": {}}}}
+    assert list(jsonschema.Draft7Validator(schema).iter_errors(broken))
+
+
+# --------------------------------------------------------------------------- project rules
+def test_published_ports_are_bound_to_localhost():
+    for where, _, service in all_services():
+        for port in service.get("ports", []):
+            if isinstance(port, dict):
+                host_ip, shown = port.get("host_ip"), json.dumps(port)
+            else:
+                shown = str(port)
+                parts = shown.split(":")
+                host_ip = parts[0] if len(parts) == 3 else None
+            if shown in PUBLIC_PORTS_ALLOWED:
+                continue
+            assert host_ip == "127.0.0.1", f"{where}: port {shown} must be bound to 127.0.0.1"
+
+
+def test_core_services_have_healthchecks_and_restart():
+    for name, service in load(CORE)["services"].items():
+        if name in ONE_SHOT_SERVICES:
+            continue
+        check = service.get("healthcheck") or {}
+        assert check.get("test") and not check.get("disable"), f"{name}: no healthcheck"
+        assert service.get("restart") == "unless-stopped", f"{name}: restart policy"
+
+
+def test_app_services_wait_for_healthy_dependencies():
+    services = load(CORE)["services"]
+    for name in ("api", "worker", "beat"):
+        depends = services[name]["depends_on"]
+        for dependency in ("redis", "db"):
+            assert depends[dependency]["condition"] == "service_healthy", f"{name} -> {dependency}"
+        assert services[name]["build"]["target"] == "prod"
+        assert command_args(services[name])[:2] == ["librarian", name]
+
+
+def test_no_literal_secrets():
+    for where, _, service in all_services():
+        for key, value in environment(service).items():
+            for ref in REFERENCE.finditer(value):  # ${SECRET:-default} hides a literal secret
+                if SECRET_KEY.search(ref["name"]) and ref["op"] in ("-", ":-"):
+                    assert not ref["arg"], f"{where}: {key} defaults {ref['name']} to a literal"
+            if SECRET_KEY.search(key):
+                assert REFERENCE.search(value), f"{where}: {key} must come from ${{VARIABLE}}"
+            url = URL_PASSWORD.match(value)
+            if url:
+                assert ONLY_A_REFERENCE.match(url["password"]), f"{where}: {key} embeds a literal password"
+        args = command_args(service)
+        for flag, value in zip(args, args[1:]):
+            if flag.startswith("-") and (SECRET_KEY.search(flag) or "pass" in flag.lower()):
+                assert ONLY_A_REFERENCE.match(value), f"{where}: {flag} takes a literal"
+
+
+def test_redis_requires_a_password():
+    redis = load(CORE)["services"]["redis"]
+    args = command_args(redis)
+    assert "--requirepass" in args
+    assert args[args.index("--requirepass") + 1].startswith("${REDIS_PASSWORD:?")
+    # The healthcheck authenticates through REDISCLI_AUTH, not `-a <password>` in the command line.
+    assert environment(redis)["REDISCLI_AUTH"].startswith("${REDIS_PASSWORD")
+    assert " -a " not in " ".join(redis["healthcheck"]["test"])
+    for where, name, service in all_services():
+        url = environment(service).get("REDIS_URL")
+        if url:
+            assert url.startswith("redis://:${REDIS_PASSWORD"), f"{where}: REDIS_URL without the password"
+
+
+def test_monitoring_overlay_is_behind_the_profile():
+    for name, service in load(OVERLAY)["services"].items():
+        assert service.get("profiles") == ["monitoring"], f"{name}: needs profiles: [monitoring]"
+    for name, service in load(CORE)["services"].items():
+        assert "profiles" not in service, f"core service {name} must always start"
+
+
+def test_every_service_runs_as_non_root():
+    for where, _, service in all_services():
+        user = str(service.get("user", "")).split(":")[0]
+        assert user and user not in ("root", "0"), f"{where}: set a non-root `user:`"
+
+
+def test_app_containers_run_as_the_image_user():
+    uid = re.search(r"useradd[^\n]*--uid (\d+)", DOCKERFILE.read_text().replace("\\\n", " "))
+    assert uid, "Dockerfile creates no user with a fixed uid"
+    for where, _, service in all_services():
+        if str(service.get("image", "")).startswith("librarian:"):
+            assert str(service["user"]).split(":")[0] == uid.group(1), where
+
+
+def test_dockerfile_prod_stage_runs_as_non_root():
+    stages, current = {}, None
+    for line in DOCKERFILE.read_text().splitlines():
+        match = re.match(r"^FROM\s+\S+(?:\s+AS\s+(\S+))?", line.strip(), re.IGNORECASE)
+        if match:
+            current = (match.group(1) or f"stage{len(stages)}").lower()
+            stages[current] = []
+        elif current:
+            stages[current].append(line.strip())
+    assert {"base", "dev", "prod"} <= set(stages), sorted(stages)
+    users = [line.split(None, 1)[1] for line in stages["prod"] if line.upper().startswith("USER ")]
+    assert users and users[-1].split(":")[0] not in ("root", "0"), "prod stage must end as a non-root USER"
+    prod = "\n".join(stages["prod"])
+    assert "--no-deps" in prod
+    assert "requirements.lock" in "\n".join(stages["base"])
+
+
+def test_dockerignore_keeps_secrets_and_state_out():
+    ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()}
+    for entry in (".git", ".env", ".venv/", "var/", "**/__pycache__/"):
+        assert entry in ignored, entry
+
+
+def test_prometheus_targets_are_compose_services():
+    config = yaml.safe_load((ROOT / "prometheus" / "prometheus.yml").read_text())
+    services = set(load(CORE)["services"]) | set(load(OVERLAY)["services"])
+    hosts = {"alertmanager"} if "alertmanager" in services else set()
+    for job in config["scrape_configs"]:
+        for static in job.get("static_configs", []):
+            hosts |= {target.split(":")[0] for target in static["targets"]}
+        for dns in job.get("dns_sd_configs", []):
+            hosts |= set(dns["names"])
+    hosts.discard("localhost")
+    assert hosts <= services, sorted(hosts - services)
+
+
+def test_flower_metrics_credentials_reach_prometheus():
+    """Prometheus scrapes Flower as user `prometheus` with the password of a compose secret."""
+    overlay = load(OVERLAY)
+    config = yaml.safe_load((ROOT / "prometheus" / "prometheus.yml").read_text())
+    auth = next(job for job in config["scrape_configs"] if job["job_name"] == "flower")["basic_auth"]
+    secret = auth["password_file"].removeprefix("/run/secrets/")
+    assert overlay["secrets"][secret]["environment"] == "FLOWER_METRICS_PASSWORD"
+    assert secret in overlay["services"]["prometheus"]["secrets"]
+    basic_auth = environment(overlay["services"]["flower"])["FLOWER_BASIC_AUTH"]
+    assert f"{auth['username']}:${{FLOWER_METRICS_PASSWORD:?" in basic_auth
+
+
+def test_env_example_lists_every_required_compose_variable():
+    """Every ${VAR:?...} the compose files insist on is documented in .env.example (the lead's file)."""
+    example = ROOT / ".env.example"
+    if not example.exists():
+        pytest.skip(".env.example does not exist yet")
+    documented = set(re.findall(r"^\s*#?\s*([A-Z][A-Z0-9_]*)=", example.read_text(), re.MULTILINE))
+    required = {
+        ref["name"]
+        for path in COMPOSE_FILES.values()
+        for ref in REFERENCE.finditer(path.read_text())
+        if ref["op"] in (":?", "?")
+    }
+    assert required <= documented, f".env.example lacks {sorted(required - documented)}"
+
+
+def test_image_lock_file_has_the_database_driver():
+    """The prod image installs requirements.lock only; compose's DATABASE_URL needs psycopg2."""
+    if "postgresql+psycopg2://" not in CORE.read_text():
+        pytest.skip("compose does not use PostgreSQL")
+    pins = (ROOT / "requirements.lock").read_text().lower()
+    assert re.search(r"^psycopg2(-binary)?==", pins, re.MULTILINE), (
+        "requirements.lock lacks psycopg2: lock the `postgres` extra too, or the compose stack cannot reach its database"
+    )
