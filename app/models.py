@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
 
+from sqlalchemy import JSON, Column
 from sqlmodel import Field, SQLModel
 
 
@@ -20,4 +24,38 @@ class DiagnosticRecord(SQLModel, table=True):
     value: str = Field(default="", max_length=2000)
     task_id: str | None = Field(default=None, max_length=64)
     writes: int = 0
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class PartStatus(StrEnum):
+    """uploaded → queued → processing → validated | rejected | failed"""
+
+    UPLOADED = "uploaded"
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    VALIDATED = "validated"  # read and checked: no error findings
+    REJECTED = "rejected"  # unreadable, or the report has error findings
+    FAILED = "failed"  # could not be checked (dependency down after retries, time limit, ...)
+
+
+FINISHED_STATUSES = {PartStatus.VALIDATED, PartStatus.REJECTED, PartStatus.FAILED}
+
+
+class Part(SQLModel, table=True):
+    """An uploaded Rhino model (the seed's "block") and its validation outcome."""
+
+    __tablename__ = "part"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    filename: str = Field(max_length=255, description="the name the client sent (display only)")
+    storage_key: str = Field(max_length=400, description="sanitized path under the storage dir")
+    size_bytes: int = 0
+    sha256: str = Field(default="", max_length=64, index=True)
+    status: PartStatus = Field(default=PartStatus.UPLOADED, index=True)
+    owner: str | None = Field(default=None, max_length=100, index=True)
+    validation_report: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    task_id: str | None = Field(default=None, max_length=64)
+    attempts: int = 0
+    error: str | None = Field(default=None, max_length=2000)
+    created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)

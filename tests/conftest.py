@@ -144,3 +144,11 @@ def celery(broker: Broker):  # type: ignore[no-untyped-def]
     from app.worker.celery_app import celery_app
 
     return celery_app
+
+
+@pytest.fixture(scope="session")
+def models() -> dict[str, Path]:
+    """Every .3dm fixture, generated with rhino3dm (nothing binary is committed)."""
+    from tests.fixtures.models_3dm import generate_all
+
+    return generate_all(TMP / "models", large_objects=2000)

@@ -13,13 +13,14 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from app import __version__
 from app.api.errors import install_error_handlers
 from app.api.metrics import install_metrics
-from app.api.routes import diagnostics, health, tasks
+from app.api.routes import diagnostics, health, parts, tasks
 from app.core.config import settings
 
 log = structlog.get_logger("librarian.api.access")
 
 api_router = APIRouter(prefix="/api/v1")
 api_router.include_router(tasks.router)
+api_router.include_router(parts.router)
 api_router.include_router(diagnostics.router)
 
 

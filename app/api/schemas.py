@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
+from uuid import UUID
 
 from pydantic import BaseModel
 
@@ -37,3 +39,33 @@ class TaskResult(BaseModel):
 
 class ErrorBody(BaseModel):
     detail: str
+
+
+class PartSubmitted(BaseModel):
+    part_id: UUID
+    task_id: str
+    status: str
+
+
+class PartPublic(BaseModel):
+    id: UUID
+    filename: str
+    status: str
+    size_bytes: int
+    sha256: str
+    owner: str | None = None
+    task_id: str | None = None
+    attempts: int
+    error: str | None = None
+    progress: int | None = None
+    stage: str | None = None
+    summary: dict[str, Any] | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class PartList(BaseModel):
+    items: list[PartPublic]
+    total: int
+    limit: int
+    offset: int

@@ -131,6 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
     flower.set_defaults(func=cmd_flower)
 
     sub.add_parser("redis", help="run the embedded Valkey server").set_defaults(func=cmd_redis)
+
+    from app.cli.submit import add_submit_parser
+
+    add_submit_parser(sub)
     return parser
 
 

@@ -12,6 +12,8 @@ from app.core.config import QUEUES, settings
 
 TASK_MODULES = [
     "app.worker.tasks.diagnostics",
+    "app.worker.tasks.validation",
+    "app.worker.tasks.maintenance",
 ]
 
 ROUTES = {
@@ -74,6 +76,11 @@ def create_celery_app() -> Celery:
                 "task": "librarian.maintenance.health_check",
                 "schedule": 60.0,
                 "options": {"expires": 55},
+            },
+            "sweep-stuck-parts": {
+                "task": "librarian.maintenance.sweep_stuck_parts",
+                "schedule": 300.0,
+                "options": {"expires": 290},
             },
         },
         beat_schedule_filename=str(settings.VAR_DIR / "celerybeat-schedule"),

@@ -1,0 +1,157 @@
+"""Parts: upload a .3dm model, follow its validation, read its report."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Annotated, Any
+
+from celery.result import AsyncResult
+from fastapi import APIRouter, HTTPException, Query, Request, status
+
+from app.api.deps import CeleryDep, RedisDep, SessionDep
+from app.api.schemas import ErrorBody, PartList, PartPublic, PartSubmitted
+from app.api.submit import submit
+from app.api.uploads import discard, receive_files
+from app.core.config import settings
+from app.core.errors import DependencyUnavailable
+from app.core.storage import resolve_in_storage, sanitize_filename
+from app import crud
+from app.models import FINISHED_STATUSES, Part, PartStatus
+
+router = APIRouter(prefix="/parts", tags=["parts"])
+
+VALIDATE_TASK = "librarian.validation.validate_file"
+NOT_FOUND = {404: {"model": ErrorBody, "description": "No such part"}}
+
+
+def to_public(part: Part, celery: Any | None = None) -> PartPublic:
+    progress, stage = None, None
+    if part.status in FINISHED_STATUSES:
+        progress = 100
+    elif part.status == PartStatus.PROCESSING and celery is not None and part.task_id:
+        info = AsyncResult(part.task_id, app=celery).info
+        if isinstance(info, dict):
+            progress, stage = info.get("percent"), info.get("stage")
+    summary = (part.validation_report or {}).get("summary")
+    return PartPublic(
+        id=part.id, filename=part.filename, status=part.status, size_bytes=part.size_bytes,
+        sha256=part.sha256, owner=part.owner, task_id=part.task_id, attempts=part.attempts,
+        error=part.error, progress=progress, stage=stage, summary=summary,
+        created_at=part.created_at, updated_at=part.updated_at,
+    )
+
+
+def enqueue_validation(session: SessionDep, celery: CeleryDep, client: RedisDep, part: Part) -> str:
+    """Queue validate_file for the part; on a broker outage the part stays as it was (503)."""
+    task_id = str(uuid.uuid4())
+    headers = {"librarian_owner": part.owner} if part.owner else None
+    submit(celery, client, VALIDATE_TASK, args=[str(part.id)], task_id=task_id, headers=headers)
+    crud.update_part(session, part=part, status=PartStatus.QUEUED, task_id=task_id, error=None)
+    return task_id
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=PartSubmitted,
+    responses={413: {"model": ErrorBody}, 415: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"multipart/form-data": {"schema": {
+                "type": "object", "required": ["file"],
+                "properties": {"file": {"type": "string", "format": "binary"}, "owner": {"type": "string"}},
+            }}},
+        }
+    },
+)
+async def upload_part(request: Request, session: SessionDep, celery: CeleryDep, client: RedisDep) -> PartSubmitted:
+    """Upload one `.3dm` file (multipart field `file`); validation runs in the background."""
+    incoming = settings.storage_dir / ".incoming"
+    files, fields = await receive_files(
+        request, incoming_dir=incoming, max_file_bytes=settings.max_file_size_bytes, max_files=1
+    )
+    try:
+        received = _single_3dm(files)
+        owner = (fields.get("owner") or request.headers.get("x-librarian-user") or "").strip()[:100] or None
+        part_id = uuid.uuid4()
+        key = f"parts/{part_id}/{sanitize_filename(received.filename)}"
+        target = resolve_in_storage(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(received.temp_path, target)
+    except BaseException:
+        discard(files)
+        raise
+    part = crud.create_part(
+        session, part_id=part_id, filename=received.filename, storage_key=key,
+        size_bytes=received.size, sha256=received.sha256, owner=owner,
+    )
+    try:
+        task_id = enqueue_validation(session, celery, client, part)
+    except DependencyUnavailable:
+        # The client is told to retry; nothing of this attempt stays behind.
+        target.unlink(missing_ok=True)
+        crud.delete_part(session, part=part)
+        raise
+    return PartSubmitted(part_id=part.id, task_id=task_id, status=PartStatus.QUEUED)
+
+
+def _single_3dm(files: list[Any]) -> Any:
+    if not files:
+        raise HTTPException(422, detail="no file: send the model in the multipart field 'file'")
+    received = files[0]
+    if not received.filename.lower().endswith(".3dm"):
+        raise HTTPException(415, detail=f"{received.filename!r} is not a .3dm file")
+    if received.size == 0:
+        raise HTTPException(422, detail="the file is empty")
+    return received
+
+
+@router.get("", response_model=PartList)
+def list_parts(
+    session: SessionDep,
+    status_filter: Annotated[PartStatus | None, Query(alias="status")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> PartList:
+    parts, total = crud.list_parts(session, status=status_filter, limit=limit, offset=offset)
+    return PartList(items=[to_public(p) for p in parts], total=total, limit=limit, offset=offset)
+
+
+def _get(session: SessionDep, part_id: uuid.UUID) -> Part:
+    part = crud.get_part(session, part_id=part_id)
+    if part is None:
+        raise HTTPException(404, detail=f"unknown part {part_id}")
+    return part
+
+
+@router.get("/{part_id}", response_model=PartPublic, responses=NOT_FOUND)
+def get_part(part_id: uuid.UUID, session: SessionDep, celery: CeleryDep) -> PartPublic:
+    return to_public(_get(session, part_id), celery)
+
+
+@router.get(
+    "/{part_id}/report",
+    responses={**NOT_FOUND, 409: {"model": ErrorBody, "description": "No report yet (or the part failed)"}},
+)
+def get_report(part_id: uuid.UUID, session: SessionDep) -> dict[str, Any]:
+    part = _get(session, part_id)
+    if part.status not in (PartStatus.VALIDATED, PartStatus.REJECTED) or part.validation_report is None:
+        detail = f"part is {part.status.value}" + (f": {part.error}" if part.error else ", no report yet")
+        raise HTTPException(409, detail=detail)
+    return part.validation_report
+
+
+@router.post(
+    "/{part_id}/revalidate",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=PartSubmitted,
+    responses={**NOT_FOUND, 409: {"model": ErrorBody, "description": "Validation already queued or running"}},
+)
+def revalidate(part_id: uuid.UUID, session: SessionDep, celery: CeleryDep, client: RedisDep) -> PartSubmitted:
+    part = _get(session, part_id)
+    if part.status in (PartStatus.QUEUED, PartStatus.PROCESSING):
+        raise HTTPException(409, detail=f"part is already {part.status.value}")
+    task_id = enqueue_validation(session, celery, client, part)
+    return PartSubmitted(part_id=part.id, task_id=task_id, status=PartStatus.QUEUED)

@@ -1,0 +1,173 @@
+"""Streaming multipart uploads: bytes go straight to disk, limits enforced while they arrive.
+
+Starlette's UploadFile spools the whole body before the handler runs, so a 5 GB upload would be
+written out before we could refuse it; python-multipart's push parser lets us count and stop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from fastapi import HTTPException, Request
+from python_multipart.multipart import MultipartParser, parse_options_header
+
+MAX_FIELD_BYTES = 64 * 1024
+MAX_HEADER_BYTES = 16 * 1024
+
+
+@dataclass
+class ReceivedFile:
+    field_name: str
+    filename: str
+    temp_path: Path
+    size: int = 0
+    sha256: str = ""
+
+
+@dataclass
+class _Part:
+    headers: dict[str, str] = field(default_factory=dict)
+    field_name: str = ""
+    filename: str | None = None
+    handle: IO[bytes] | None = None
+    digest: object = None
+    size: int = 0
+    value: bytearray = field(default_factory=bytearray)
+
+
+class UploadRejected(HTTPException):
+    pass
+
+
+def _disposition(value: str) -> tuple[str, str | None]:
+    _, params = parse_options_header(value)
+    name = params.get(b"name", b"").decode(errors="replace")
+    filename = params.get(b"filename")
+    return name, filename.decode(errors="replace") if filename is not None else None
+
+
+async def receive_files(
+    request: Request, *, incoming_dir: Path, max_file_bytes: int, max_files: int
+) -> tuple[list[ReceivedFile], dict[str, str]]:
+    """Parse a multipart body into temp files under `incoming_dir` and small text fields.
+
+    Raises 413 (too big / too many parts), 415 (not multipart), 422 (malformed). Temp files are
+    removed on any error; on success the caller owns them.
+    """
+    content_type, params = parse_options_header(request.headers.get("content-type", ""))
+    boundary = params.get(b"boundary")
+    if content_type != b"multipart/form-data" or not boundary:
+        raise UploadRejected(415, detail="send the file as multipart/form-data")
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_file_bytes * max_files + 1024 * 1024:
+        raise UploadRejected(413, detail=f"request body of {declared} bytes is over the limit")
+
+    incoming_dir.mkdir(parents=True, exist_ok=True)
+    files: list[ReceivedFile] = []
+    fields: dict[str, str] = {}
+    current = _Part()
+    header_field = bytearray()
+    header_value = bytearray()
+    errors: list[UploadRejected] = []
+
+    def fail(status: int, detail: str) -> None:
+        if not errors:
+            errors.append(UploadRejected(status, detail=detail))
+
+    def on_part_begin() -> None:
+        nonlocal current
+        current = _Part()
+
+    def on_header_field(data: bytes, start: int, end: int) -> None:
+        header_field.extend(data[start:end])
+
+    def on_header_value(data: bytes, start: int, end: int) -> None:
+        header_value.extend(data[start:end])
+        if len(header_value) > MAX_HEADER_BYTES:
+            fail(413, "a multipart header is too long")
+
+    def on_header_end() -> None:
+        current.headers[header_field.decode(errors="replace").lower()] = header_value.decode(errors="replace")
+        header_field.clear()
+        header_value.clear()
+
+    def on_headers_finished() -> None:
+        current.field_name, current.filename = _disposition(current.headers.get("content-disposition", ""))
+        if current.filename is not None:
+            if len(files) >= max_files:
+                fail(413, f"too many files: at most {max_files} per request")
+                return
+            path = incoming_dir / f"{uuid.uuid4().hex}.part"
+            current.handle = path.open("wb")
+            current.digest = hashlib.sha256()
+            files.append(ReceivedFile(current.field_name, current.filename, path))
+
+    def on_part_data(data: bytes, start: int, end: int) -> None:
+        if errors:
+            return
+        chunk = data[start:end]
+        current.size += len(chunk)
+        if current.handle is not None:
+            if current.size > max_file_bytes:
+                fail(413, f"file {current.filename!r} is over the {max_file_bytes // (1024 * 1024)} MB limit")
+                return
+            current.handle.write(chunk)
+            current.digest.update(chunk)  # type: ignore[attr-defined]
+        elif current.size > MAX_FIELD_BYTES:
+            fail(413, f"form field {current.field_name!r} is over {MAX_FIELD_BYTES} bytes")
+        else:
+            current.value.extend(chunk)
+
+    def on_part_end() -> None:
+        if current.handle is not None:
+            current.handle.close()
+            files[-1].size = current.size
+            files[-1].sha256 = current.digest.hexdigest()  # type: ignore[attr-defined]
+        elif current.field_name and not errors:
+            if len(fields) >= 50:
+                fail(413, "too many form fields")
+            fields[current.field_name] = current.value.decode(errors="replace")
+
+    parser = MultipartParser(
+        boundary,
+        callbacks={
+            "on_part_begin": on_part_begin, "on_header_field": on_header_field,
+            "on_header_value": on_header_value, "on_header_end": on_header_end,
+            "on_headers_finished": on_headers_finished, "on_part_data": on_part_data,
+            "on_part_end": on_part_end,
+        },
+    )
+    try:
+        async for chunk in request.stream():
+            parser.write(chunk)
+            if errors:
+                raise errors[0]
+        parser.finalize()
+        if errors:
+            raise errors[0]
+    except UploadRejected:
+        _discard(files, current)
+        raise
+    except Exception as exc:  # the multipart library's parse errors
+        _discard(files, current)
+        raise UploadRejected(422, detail=f"malformed multipart body: {type(exc).__name__}") from exc
+    return files, fields
+
+
+def _discard(files: list[ReceivedFile], current: _Part) -> None:
+    if current.handle is not None and not current.handle.closed:
+        current.handle.close()
+    for received in files:
+        try:
+            os.unlink(received.temp_path)
+        except FileNotFoundError:
+            pass
+
+
+def discard(files: list[ReceivedFile]) -> None:
+    _discard(files, _Part())

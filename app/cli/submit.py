@@ -1,0 +1,99 @@
+"""`librarian submit FILE... [--wait]`: upload models through the API, show progress and results."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+FINISHED = {"validated", "rejected", "failed"}
+STYLE = {"validated": "green", "rejected": "yellow", "failed": "red", "error": "red"}
+
+
+def add_submit_parser(sub: Any) -> None:
+    from app.core.config import settings
+
+    parser = sub.add_parser("submit", help="upload .3dm files for validation through the API")
+    parser.add_argument("files", nargs="+", type=Path)
+    parser.add_argument("--api", default=f"http://{settings.API_HOST}:{settings.API_PORT}", help="API base URL")
+    parser.add_argument("--wait", action="store_true", help="wait for every validation and show the results")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds to wait with --wait")
+    parser.add_argument("--owner", help="owner/user id recorded on the parts")
+    parser.set_defaults(func=cmd_submit)
+
+
+def _upload(client: httpx.Client, path: Path, owner: str | None) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            answer = client.post(
+                "/api/v1/parts", files={"file": (path.name, handle, "application/octet-stream")},
+                data={"owner": owner} if owner else None,
+            )
+    except OSError as exc:
+        return {"status": "error", "error": f"cannot read {path}: {exc.strerror or exc}"}
+    except httpx.HTTPError as exc:
+        return {"status": "error", "error": f"API unreachable: {type(exc).__name__}"}
+    if answer.status_code != 202:
+        try:
+            detail = answer.json().get("detail")
+        except ValueError:
+            detail = answer.text[:200]
+        return {"status": "error", "error": f"HTTP {answer.status_code}: {detail}"}
+    return answer.json()
+
+
+def cmd_submit(args: argparse.Namespace) -> None:
+    console = Console(stderr=True)
+    rows: dict[Path, dict[str, Any]] = {}
+    with httpx.Client(base_url=args.api, timeout=300) as client, _progress(console) as progress:
+        bars = {path: progress.add_task(path.name, total=100) for path in args.files}
+        for path in args.files:
+            rows[path] = _upload(client, path, args.owner)
+            progress.update(bars[path], completed=100 if rows[path]["status"] == "error" else 5,
+                            description=f"{path.name} [{rows[path]['status']}]")
+        deadline = time.monotonic() + args.timeout
+        while args.wait and time.monotonic() < deadline:
+            pending = [p for p, row in rows.items() if row.get("part_id") and row["status"] not in FINISHED]
+            if not pending:
+                break
+            for path in pending:
+                try:
+                    rows[path] = {**rows[path], **client.get(f"/api/v1/parts/{rows[path]['part_id']}").json()}
+                except (httpx.HTTPError, ValueError):
+                    continue
+                row = rows[path]
+                done = 100 if row["status"] in FINISHED else max(5, row.get("progress") or 5)
+                progress.update(bars[path], completed=done, description=f"{path.name} [{row['status']}]")
+            time.sleep(0.5)
+    Console().print(_table(rows))
+    failed = any(row["status"] in {"error", "failed"} for row in rows.values())
+    sys.exit(1 if failed else 0)
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),
+        console=console, transient=False,
+    )
+
+
+def _table(rows: dict[Path, dict[str, Any]]) -> Table:
+    table = Table(title="Librarian validation")
+    for column in ("file", "status", "errors", "warnings", "part id / reason"):
+        table.add_column(column)
+    for path, row in rows.items():
+        counts = (row.get("summary") or {}).get("counts") or {}
+        status = row["status"]
+        table.add_row(
+            str(path), f"[{STYLE.get(status, 'white')}]{status}[/]",
+            str(counts.get("error", "")), str(counts.get("warning", "")),
+            row.get("error") or str(row.get("part_id", "")),
+        )
+    return table

@@ -1,0 +1,38 @@
+"""Validation of Rhino .3dm models (pure logic, no I/O besides reading the file).
+
+    from app.validation import validate_path, UnreadableModelError
+    report = validate_path("part.3dm", progress=lambda pct, stage: ...)
+
+See docs/validation.md for the report schema, finding codes and rules.
+"""
+
+from typing import Any
+
+from .codes import FINDING_CODES, SCHEMA_VERSION, SEVERITY_BY_CODE
+from .engine import ProgressCallback, validate_path
+from .errors import ModelFileMissingError, UnreadableModelError
+from .rules import ValidationRules
+
+
+def __getattr__(name: str) -> Any:
+    # The pydantic models are only needed to validate/describe reports, not to
+    # produce them; importing them lazily keeps ~14 MB out of every worker.
+    if name in ("Report", "REPORT_JSON_SCHEMA"):
+        from . import report
+
+        return getattr(report, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "FINDING_CODES",
+    "ModelFileMissingError",
+    "ProgressCallback",
+    "REPORT_JSON_SCHEMA",
+    "Report",
+    "SCHEMA_VERSION",
+    "SEVERITY_BY_CODE",
+    "UnreadableModelError",
+    "ValidationRules",
+    "validate_path",
+]

@@ -1,0 +1,67 @@
+"""Finding codes, severities and the plain-dict finding builder.
+
+Kept free of pydantic so the validation hot path imports nothing heavy; the
+pydantic report models live in report.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+SCHEMA_VERSION = "1.0"
+
+Severity = Literal["error", "warning", "info"]
+ERROR: Severity = "error"
+WARNING: Severity = "warning"
+INFO: Severity = "info"
+
+# Stable finding codes. Each code always has the same severity.
+NAME_PATTERN = "NAME_PATTERN"
+NAME_MISSING = "NAME_MISSING"
+NAME_DUPLICATE = "NAME_DUPLICATE"
+LAYER_NAME_PATTERN = "LAYER_NAME_PATTERN"
+GEOMETRY_INVALID = "GEOMETRY_INVALID"
+BREP_OPEN = "BREP_OPEN"
+MESH_OPEN = "MESH_OPEN"
+SUBD_OPEN = "SUBD_OPEN"
+BBOX_DEGENERATE = "BBOX_DEGENERATE"
+OBJECT_FAR_OUTSIDE = "OBJECT_FAR_OUTSIDE"
+UNITS_UNSET = "UNITS_UNSET"
+TOLERANCE_INVALID = "TOLERANCE_INVALID"
+TOLERANCE_LARGE = "TOLERANCE_LARGE"
+MODEL_EMPTY = "MODEL_EMPTY"
+OBJECTS_UNREADABLE = "OBJECTS_UNREADABLE"
+FINDINGS_TRUNCATED = "FINDINGS_TRUNCATED"
+
+SEVERITY_BY_CODE: dict[str, Severity] = {
+    NAME_PATTERN: ERROR,
+    NAME_MISSING: WARNING,
+    NAME_DUPLICATE: WARNING,
+    LAYER_NAME_PATTERN: WARNING,
+    GEOMETRY_INVALID: ERROR,
+    BREP_OPEN: ERROR,
+    MESH_OPEN: ERROR,
+    SUBD_OPEN: ERROR,
+    BBOX_DEGENERATE: WARNING,
+    OBJECT_FAR_OUTSIDE: WARNING,
+    UNITS_UNSET: ERROR,
+    TOLERANCE_INVALID: ERROR,
+    TOLERANCE_LARGE: WARNING,
+    MODEL_EMPTY: ERROR,
+    OBJECTS_UNREADABLE: ERROR,
+    FINDINGS_TRUNCATED: INFO,
+}
+FINDING_CODES: tuple[str, ...] = tuple(SEVERITY_BY_CODE)
+
+
+def finding(code: str, message: str, object_id: str | None = None, **details: Any) -> dict[str, Any]:
+    """A finding as a plain dict; severity comes from the code."""
+    out: dict[str, Any] = {
+        "code": code,
+        "severity": SEVERITY_BY_CODE[code],
+        "object_id": object_id,
+        "message": message,
+    }
+    if details:
+        out["details"] = details
+    return out

@@ -1,0 +1,124 @@
+"""validate_path: read once, walk once, check, assemble the report dict.
+
+Progress (at most ~50 calls, percents never decrease):
+  0..10   "reading"       header/framing checks and rhino3dm read
+  10..85  "metadata"      the single walk over the objects (collects everything)
+  85      "nomenclature"  name checks over the collected names
+  92      "geometry"      geometry checks over the collected boxes
+  100     "done"
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from . import geometry, metadata, nomenclature
+from .reader import LoadedModel, read_model
+from .codes import FINDINGS_TRUNCATED, MODEL_EMPTY, OBJECTS_UNREADABLE, SCHEMA_VERSION, finding
+from .rules import ValidationRules, coerce_rules
+from .walk import ObjectData, walk_objects
+
+ProgressCallback = Callable[[int, str], None]
+Pending = tuple[int | None, dict[str, Any]]
+_DEFAULT_TOL = 1e-9
+
+
+class _Progress:
+    """Forwards to the caller's callback; drops repeats and backward steps."""
+
+    def __init__(self, callback: ProgressCallback | None) -> None:
+        self._callback = callback
+        self._last = -1
+
+    def __call__(self, percent: int, stage: str) -> None:
+        percent = max(0, min(100, int(percent)))
+        if self._callback is None or (percent <= self._last and percent != 100):
+            return
+        self._last = percent
+        self._callback(percent, stage)
+
+
+def validate_path(
+    path: str | os.PathLike[str],
+    *,
+    rules: ValidationRules | Mapping[str, Any] | None = None,
+    progress: ProgressCallback | None = None,
+) -> dict[str, Any]:
+    """Validate one .3dm file and return the report as a JSON-safe dict.
+
+    Raises UnreadableModelError (with `.reason`) when the file cannot be read.
+    """
+    started = time.perf_counter()
+    rules = coerce_rules(rules)
+    tick = _Progress(progress)
+    tick(0, "reading")
+    loaded = read_model(path)
+    model = loaded.model
+    tick(10, "reading")
+    settings = metadata.read_settings(model)
+    layers = metadata.read_layers(model)
+    solid_layers = geometry.solid_layer_flags([layer["full_path"] for layer in layers], rules)
+    table = model.Objects
+    data = walk_objects(table, solid_layers, rules, tick, 10, 85)
+    tick(85, "nomenclature")
+    pending = _model_level(loaded, data)
+    pending += nomenclature.check_object_names(data.names, data.kinds, rules)
+    pending += nomenclature.check_layer_names(layers, rules)
+    tick(92, "geometry")
+    tol = settings["tolerances"]["absolute"]
+    tol = tol if tol and tol > 0 else _DEFAULT_TOL
+    boxes = geometry.BoxColumns(data.boxes)
+    pending += geometry.check_settings(settings, rules)
+    pending += geometry.check_objects(data, boxes, tol)
+    pending += geometry.check_far_outside(data, boxes, tol, rules)
+    findings, counts = _finalise(pending, table, rules.max_findings_per_code)
+    report = {
+        "schema_version": SCHEMA_VERSION,
+        "summary": {
+            "counts": counts,
+            "passed": counts["error"] == 0,
+            "objects": data.count,
+            "duration_seconds": round(time.perf_counter() - started, 6),
+        },
+        "metadata": metadata.build_metadata(loaded, settings, layers, data, boxes, rules),
+        "findings": findings,
+        "rules": rules.as_dict(),
+    }
+    tick(100, "done")
+    return report
+
+
+def _model_level(loaded: LoadedModel, data: ObjectData) -> list[Pending]:
+    out: list[Pending] = []
+    if data.count == 0:
+        out.append((None, finding(MODEL_EMPTY, "the model contains no objects")))
+    records = loaded.object_records
+    if records is not None and data.count < records:
+        out.append((None, finding(
+            OBJECTS_UNREADABLE, f"only {data.count} of {records} object records in the file could be read",
+            object_records=records, objects_read=data.count)))
+    return out
+
+
+def _finalise(pending: list[Pending], table: Any, cap: int) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Count every violation, keep at most `cap` findings per code, resolve ids."""
+    counts = {"error": 0, "warning": 0, "info": 0}
+    kept: list[dict[str, Any]] = []
+    per_code: dict[str, int] = {}
+    for index, item in pending:
+        counts[item["severity"]] += 1
+        seen = per_code[item["code"]] = per_code.get(item["code"], 0) + 1
+        if seen <= cap:
+            if index is not None:
+                item["object_id"] = str(table[index].Attributes.Id)
+            kept.append(item)
+    for code, seen in sorted(per_code.items()):
+        if seen > cap:
+            counts["info"] += 1
+            kept.append(finding(
+                FINDINGS_TRUNCATED, f"{seen - cap} more {code} findings omitted (cap {cap} per code)",
+                finding_code=code, total=seen, omitted=seen - cap))
+    return kept, counts

@@ -1,0 +1,174 @@
+"""Geometry checks: validity, closed solids, bounding boxes, outliers, units.
+
+How the checks decide (see docs/validation.md):
+
+* GEOMETRY_INVALID: `IsValid` is false. Invalid objects get no other geometry
+  check and are left out of the outlier statistics.
+* A closed solid is expected for a Brep, Extrusion, Mesh or SubD on a layer
+  whose full path matches `rules.solid_layer_pattern` (default: contains
+  "solid", any case), and, with `rules.polysurfaces_must_be_closed`, for every
+  Brep with two or more faces and every Extrusion with at least one cap.
+  Single-face Breps, uncapped Extrusions and Meshes/SubDs elsewhere may be open.
+* BBOX_DEGENERATE: the box is invalid or non-finite, or (except for point-like
+  objects) all its extents are <= the absolute tolerance; for objects expected
+  to be solid and not already reported open, any extent <= tolerance (flat)
+  also counts.
+* OBJECT_FAR_OUTSIDE (needs >= far_outside_min_objects valid boxes): let m be
+  the per-axis median of box centres, d_i the distance of centre i from m,
+  R = median(d_i), h = median box half-diagonal. Object i is flagged when
+  d_i > far_outside_factor * max(R, h, absolute tolerance).
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections.abc import Sequence
+from statistics import median
+from typing import Any
+
+from .codes import (
+    BBOX_DEGENERATE, BREP_OPEN, GEOMETRY_INVALID, MESH_OPEN, OBJECT_FAR_OUTSIDE, SUBD_OPEN,
+    TOLERANCE_INVALID, TOLERANCE_LARGE, UNITS_UNSET, finding,
+)
+from .rules import ValidationRules
+
+Pending = tuple[int | None, dict[str, Any]]  # (object index or None, finding)
+
+SOLID_KINDS = frozenset({"Brep", "Extrusion", "Mesh", "SubD"})
+POINT_KINDS = frozenset({"Point", "PointCloud", "TextDot", "Light"})
+METRES_PER_UNIT: dict[str, float] = {
+    "Angstroms": 1e-10, "Nanometers": 1e-9, "Microns": 1e-6, "Millimeters": 1e-3,
+    "Centimeters": 1e-2, "Decimeters": 1e-1, "Meters": 1.0, "Dekameters": 10.0,
+    "Hectometers": 100.0, "Kilometers": 1e3, "Megameters": 1e6, "Gigameters": 1e9,
+    "Microinches": 2.54e-8, "Mils": 2.54e-5, "Inches": 0.0254, "Feet": 0.3048,
+    "Yards": 0.9144, "Miles": 1609.344, "PrinterPoints": 0.0254 / 72,
+    "PrinterPicas": 0.0254 / 6, "NauticalMiles": 1852.0,
+    "AstronomicalUnits": 1.495978707e11, "LightYears": 9.4607304725808e15,
+    "Parsecs": 3.0856775814913673e16,
+}
+_OPEN_CODE = {"Brep": BREP_OPEN, "Extrusion": BREP_OPEN, "Mesh": MESH_OPEN, "SubD": SUBD_OPEN}
+
+
+def solid_layer_flags(layer_paths: list[str], rules: ValidationRules) -> list[bool]:
+    """For each layer index: must objects on it be closed solids?"""
+    return [bool(rules.solid_layer_re.search(path)) for path in layer_paths]
+
+
+def solid_state(geo: Any, kind: str, on_solid_layer: bool, rules: ValidationRules) -> tuple[str | None, str | None]:
+    """(why a solid is expected or None, finding code if it is open or None)."""
+    reason = "solid layer" if on_solid_layer else None
+    if reason is None and rules.polysurfaces_must_be_closed:
+        if kind == "Brep" and len(geo.Faces) >= 2:
+            reason = "polysurface"
+        elif kind == "Extrusion" and geo.CapCount >= 1:
+            reason = "capped extrusion"
+    if reason is None:
+        return None, None
+    closed = geo.IsClosed if kind == "Mesh" else geo.IsSolid
+    return reason, None if closed else _OPEN_CODE[kind]
+
+
+def check_settings(settings: dict[str, Any], rules: ValidationRules) -> list[Pending]:
+    out: list[Pending] = []
+    unit = settings["unit_system"]
+    if unit in ("None", "Unset"):
+        out.append((None, finding(UNITS_UNSET, f"model unit system is {unit}; dimensions are meaningless", unit_system=unit)))
+    tol = settings["tolerances"]
+    absolute, angle, relative = tol["absolute"], tol["angle_degrees"], tol["relative"]
+    if absolute is None or absolute <= 0:
+        out.append((None, finding(TOLERANCE_INVALID, f"absolute tolerance must be > 0 (is {absolute})", tolerance="absolute", value=absolute)))
+    elif unit in METRES_PER_UNIT and absolute * METRES_PER_UNIT[unit] > rules.max_absolute_tolerance_m:
+        metres = absolute * METRES_PER_UNIT[unit]
+        out.append((None, finding(
+            TOLERANCE_LARGE, f"absolute tolerance {absolute} {unit} ({metres:g} m) exceeds {rules.max_absolute_tolerance_m:g} m",
+            tolerance="absolute", value=absolute, metres=metres, limit_m=rules.max_absolute_tolerance_m)))
+    if angle is None or not 0 < angle <= 90:
+        out.append((None, finding(TOLERANCE_INVALID, f"angle tolerance must be in (0, 90] degrees (is {angle})", tolerance="angle_degrees", value=angle)))
+    if relative is None or not 0 <= relative < 1:
+        out.append((None, finding(TOLERANCE_INVALID, f"relative tolerance must be in [0, 1) (is {relative})", tolerance="relative", value=relative)))
+    return out
+
+
+class BoxColumns:
+    """The walk's flat box array split into six columns, plus which boxes are usable
+    (finite and min <= max on every axis)."""
+
+    def __init__(self, boxes: array) -> None:
+        self.cols: tuple[array, ...] = tuple(boxes[k::6] for k in range(6))
+        inf = math.inf
+        self.usable: list[int] = [
+            i for i, (a, b, c, d, e, f) in enumerate(zip(*self.cols))
+            if -inf < a <= d < inf and -inf < b <= e < inf and -inf < c <= f < inf
+        ]
+        self.all_usable = len(self.usable) == len(self.cols[0])
+
+    def column(self, k: int) -> Sequence[float]:
+        """Column k restricted to usable boxes."""
+        col = self.cols[k]
+        return col if self.all_usable else [col[i] for i in self.usable]
+
+    def box(self, i: int) -> tuple[float, ...]:
+        return tuple(col[i] for col in self.cols)
+
+
+def check_objects(data: Any, boxes: BoxColumns, tol: float) -> list[Pending]:
+    """Invalid geometry, open solids and degenerate boxes."""
+    kinds = data.kinds
+    out: list[Pending] = [
+        (i, finding(GEOMETRY_INVALID, f"{kinds[i]} geometry is not valid (IsValid is false)", kind=kinds[i]))
+        for i in data.invalid
+    ]
+    for i, code, reason in data.open_solids:
+        out.append((i, finding(code, f"{kinds[i]} is open but a closed solid is expected ({reason})", kind=kinds[i], expected_because=reason)))
+    skip = set(data.invalid)
+    flat_matters = data.solid_expected - {i for i, _, _ in data.open_solids}  # "flat" only for closed ones
+    usable = set(boxes.usable) if not boxes.all_usable else None
+    for i, (a, b, c, d, e, f) in enumerate(zip(*boxes.cols)):
+        if i in skip:
+            continue
+        if usable is not None and i not in usable:
+            problem: str | None = "invalid (not finite, or min > max)"
+        elif kinds[i] in POINT_KINDS:
+            continue
+        else:
+            problem = _degenerate(d - a, e - b, f - c, tol, i in flat_matters)
+        if problem:
+            out.append((i, finding(BBOX_DEGENERATE, f"{kinds[i]} bounding box is {problem}", kind=kinds[i], problem=problem, box=_box_json(boxes.box(i)))))
+    return out
+
+
+def _degenerate(dx: float, dy: float, dz: float, tol: float, solid: bool) -> str | None:
+    if dx <= tol and dy <= tol and dz <= tol:
+        return f"zero-size (all extents <= tolerance {tol:g})"
+    if solid and (dx <= tol or dy <= tol or dz <= tol):
+        return f"flat (an extent <= tolerance {tol:g}) for an object expected to be solid"
+    return None
+
+
+def check_far_outside(data: Any, boxes: BoxColumns, tol: float, rules: ValidationRules) -> list[Pending]:
+    if len(boxes.usable) < max(rules.far_outside_min_objects, 2):
+        return []
+    x0, y0, z0, x1, y1, z1 = (boxes.column(k) for k in range(6))
+    cx = [(a + b) * 0.5 for a, b in zip(x0, x1)]
+    cy = [(a + b) * 0.5 for a, b in zip(y0, y1)]
+    cz = [(a + b) * 0.5 for a, b in zip(z0, z1)]
+    mx, my, mz = median(cx), median(cy), median(cz)
+    dists = [math.hypot(x - mx, y - my, z - mz) for x, y, z in zip(cx, cy, cz)]
+    half = median([math.hypot(b - a, d - c, f - e) * 0.5 for a, b, c, d, e, f in zip(x0, x1, y0, y1, z0, z1)])
+    scale = max(median(dists), half, tol)
+    limit = rules.far_outside_factor * scale
+    out: list[Pending] = []
+    for j, dist in enumerate(dists):
+        if dist > limit:
+            i = boxes.usable[j]
+            out.append((i, finding(
+                OBJECT_FAR_OUTSIDE,
+                f"{data.kinds[i]} lies {dist:g} from the model's median centre (limit {limit:g})",
+                distance=dist, limit=limit, centre=[cx[j], cy[j], cz[j]], median_centre=[mx, my, mz])))
+    return out
+
+
+def _box_json(box: tuple[float, ...]) -> dict[str, list[float | None]]:
+    clean = [v if math.isfinite(v) else None for v in box]
+    return {"min": clean[:3], "max": clean[3:]}

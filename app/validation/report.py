@@ -1,0 +1,98 @@
+"""Report model (pydantic v2) and its JSON schema.
+
+The engine builds the report as plain dicts (cheap, JSON-safe); these models
+define and document its shape and give `REPORT_JSON_SCHEMA`. The finding
+codes and severities are defined in codes.py and re-exported here.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .codes import (  # noqa: F401  (re-exported: the stable finding codes)
+    BBOX_DEGENERATE, BREP_OPEN, ERROR, FINDING_CODES, FINDINGS_TRUNCATED, GEOMETRY_INVALID, INFO,
+    LAYER_NAME_PATTERN, MESH_OPEN, MODEL_EMPTY, NAME_DUPLICATE, NAME_MISSING, NAME_PATTERN,
+    OBJECT_FAR_OUTSIDE, OBJECTS_UNREADABLE, SCHEMA_VERSION, SEVERITY_BY_CODE, SUBD_OPEN,
+    TOLERANCE_INVALID, TOLERANCE_LARGE, UNITS_UNSET, WARNING, Severity, finding,
+)
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Finding(_Strict):
+    code: str = Field(description="Stable finding code, e.g. NAME_PATTERN")
+    severity: Severity
+    object_id: str | None = Field(description="Attributes.Id of the object, null for model-level findings")
+    message: str
+    details: dict[str, Any] | None = None
+
+
+class SeverityCounts(_Strict):
+    error: int = 0
+    warning: int = 0
+    info: int = 0
+
+
+class Summary(_Strict):
+    counts: SeverityCounts = Field(description="Every violation, including findings left out by the per-code cap")
+    passed: bool = Field(description="True when there is no error-severity violation")
+    objects: int
+    duration_seconds: float
+
+
+class BoundingBoxInfo(_Strict):
+    min: tuple[float, float, float]
+    max: tuple[float, float, float]
+
+
+class LayerInfo(_Strict):
+    index: int
+    name: str
+    full_path: str
+    parent: str | None = Field(description="Full path of the parent layer, null at top level")
+    id: str
+
+
+class Tolerances(_Strict):
+    absolute: float | None
+    angle_degrees: float | None
+    relative: float | None
+
+
+class NamedObjects(_Strict):
+    count: int
+    unnamed: int
+    names: list[str] = Field(description="Distinct names, sorted, capped by max_listed_names")
+    truncated: bool
+
+
+class Metadata(_Strict):
+    file_name: str
+    file_size_bytes: int
+    archive_version: int
+    application_name: str | None
+    created_by: str | None
+    last_edited_by: str | None
+    revision: int | None
+    unit_system: str
+    tolerances: Tolerances
+    object_count: int
+    objects_by_type: dict[str, int]
+    layers: list[LayerInfo]
+    named_objects: NamedObjects
+    document_user_strings: dict[str, str]
+    bounding_box: BoundingBoxInfo | None = Field(description="Union of valid object boxes; null without geometry")
+
+
+class Report(_Strict):
+    schema_version: Literal["1.0"]
+    summary: Summary
+    metadata: Metadata
+    findings: list[Finding]
+    rules: dict[str, Any] = Field(description="The ValidationRules used")
+
+
+REPORT_JSON_SCHEMA: dict[str, Any] = Report.model_json_schema()

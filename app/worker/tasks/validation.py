@@ -1,0 +1,95 @@
+"""validate_file: the Librarian's main job. The logic lives in app/validation; this only wires it."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import structlog
+from celery import Task
+from celery.exceptions import SoftTimeLimitExceeded
+from sqlalchemy.exc import OperationalError
+
+from app import crud
+from app.core.db import session_scope
+from app.core.storage import resolve_in_storage
+from app.models import Part, PartStatus
+from app.worker.celery_app import celery_app
+
+log = structlog.get_logger("librarian.validation")
+
+# Worth retrying: the database or the storage hiccuped. Not worth it: a file that is not a model.
+TRANSIENT_ERRORS = (OperationalError, ConnectionError, TimeoutError)
+
+
+def unreadable_report(reason: str, code: str) -> dict[str, Any]:
+    from app.validation import SCHEMA_VERSION
+
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "summary": {"counts": {"error": 1, "warning": 0, "info": 0}, "passed": False, "objects": 0},
+        "metadata": None,
+        "findings": [{
+            "code": "MODEL_UNREADABLE", "severity": "error", "object_id": None,
+            "message": reason, "details": {"reason_code": code},
+        }],
+    }
+
+
+class ValidationTask(Task):
+    """Records the final failure on the part once Celery gives up retrying."""
+
+    def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        part_id = args[0] if args else kwargs.get("part_id")
+        message = f"{type(exc).__name__}: {exc}"[:2000]
+        try:
+            with session_scope() as session:
+                part = session.get(Part, uuid.UUID(str(part_id)))
+                if part is not None and part.status not in (PartStatus.VALIDATED, PartStatus.REJECTED):
+                    crud.update_part(session, part=part, status=PartStatus.FAILED, error=message)
+        except Exception as db_exc:  # the maintenance sweep marks it failed later
+            log.error("could not record the failure", part_id=part_id, error=type(db_exc).__name__)
+
+
+@celery_app.task(
+    bind=True,
+    base=ValidationTask,
+    name="librarian.validation.validate_file",
+    autoretry_for=TRANSIENT_ERRORS,
+    retry_backoff=2,
+    retry_backoff_max=60,
+    retry_jitter=True,
+    max_retries=3,
+)
+def validate_file(self: Task, part_id: str) -> dict[str, Any]:
+    from app.validation import UnreadableModelError, validate_path
+
+    with session_scope() as session:
+        part = session.get(Part, uuid.UUID(part_id))
+        if part is None:
+            log.warning("part no longer exists", part_id=part_id)
+            return {"part_id": part_id, "status": "missing"}
+        part = crud.update_part(
+            session, part=part, status=PartStatus.PROCESSING, task_id=self.request.id,
+            attempts=part.attempts + 1, error=None,
+        )
+        path = resolve_in_storage(part.storage_key)
+
+    def progress(percent: int, stage: str) -> None:
+        self.update_state(state="PROGRESS", meta={"percent": percent, "stage": stage, "part_id": part_id})
+
+    try:
+        report = validate_path(path, progress=progress)
+        status, error = (PartStatus.VALIDATED if report["summary"]["passed"] else PartStatus.REJECTED), None
+    except UnreadableModelError as exc:
+        report, status, error = unreadable_report(exc.reason, exc.code), PartStatus.REJECTED, exc.reason
+    except SoftTimeLimitExceeded:
+        raise SoftTimeLimitExceeded(f"validation of part {part_id} exceeded the soft time limit") from None
+
+    with session_scope() as session:
+        part = session.get(Part, uuid.UUID(part_id))
+        if part is None:
+            return {"part_id": part_id, "status": "missing"}
+        crud.update_part(session, part=part, status=status, validation_report=report, error=error)
+    log.info("part validated", part_id=part_id, status=status.value, passed=report["summary"]["passed"])
+    return {"part_id": part_id, "status": status.value, "summary": report["summary"]}
