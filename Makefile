@@ -33,7 +33,7 @@ lock:
 	rm -rf .lockenv && $(PYTHON) -m venv .lockenv
 	.lockenv/bin/pip install --quiet ".[postgres]" && .lockenv/bin/pip freeze --exclude librarian > requirements.lock
 	.lockenv/bin/pip install --quiet ".[test,postgres]" && .lockenv/bin/pip freeze --exclude librarian > requirements-dev.lock
-	rm -rf .lockenv
+	rm -rf .lockenv build *.egg-info
 
 bench-validation: $(STAMP)
 	$(BIN)/python bench/validation.py

@@ -59,3 +59,42 @@ class Part(SQLModel, table=True):
     error: str | None = Field(default=None, max_length=2000)
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+PIPELINE_STAGES = ("preprocess", "parse", "classify", "extract", "validate", "publish")
+STAGE_DONE = {  # the item status once a stage has finished
+    "preprocess": "preprocessed", "parse": "parsed", "classify": "classified",
+    "extract": "extracted", "validate": "validated", "publish": "published",
+}
+
+
+class Batch(SQLModel, table=True):
+    """A staged import of many models: one item per uploaded file."""
+
+    __tablename__ = "batch"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    owner: str | None = Field(default=None, max_length=100, index=True)
+    total: int = 0
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class BatchItem(SQLModel, table=True):
+    """One file going through the pipeline. `status` is `queued`, a stage's done status
+    (`preprocessed` … `published`) or `<stage>_failed` (the dead-letter state)."""
+
+    __tablename__ = "batch_item"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    batch_id: uuid.UUID = Field(foreign_key="batch.id", index=True)
+    filename: str = Field(max_length=255)
+    storage_key: str = Field(max_length=400)
+    size_bytes: int = 0
+    sha256: str = Field(default="", max_length=64)
+    status: str = Field(default="queued", max_length=40, index=True)
+    failed_stage: str | None = Field(default=None, max_length=20)
+    error: str | None = Field(default=None, max_length=2000)
+    attempts: int = 0
+    outputs: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    part_id: uuid.UUID | None = None
+    updated_at: datetime = Field(default_factory=utcnow)

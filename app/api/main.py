@@ -13,7 +13,7 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from app import __version__
 from app.api.errors import install_error_handlers
 from app.api.metrics import install_metrics
-from app.api.routes import diagnostics, health, parts, tasks
+from app.api.routes import agents, batches, diagnostics, health, parts, tasks
 from app.core.config import settings
 
 log = structlog.get_logger("librarian.api.access")
@@ -21,13 +21,15 @@ log = structlog.get_logger("librarian.api.access")
 api_router = APIRouter(prefix="/api/v1")
 api_router.include_router(tasks.router)
 api_router.include_router(parts.router)
+api_router.include_router(batches.router)
+api_router.include_router(agents.router)
 api_router.include_router(diagnostics.router)
 
 
 @asynccontextmanager
 async def lifespan(_: FastAPI) -> AsyncIterator[None]:
     from app.core.db import init_db
-    from app.core.redis import close_pool
+    from app.core.redis import close_async_pool, close_pool
     from app.observability.logging import configure_logging
     from app.observability.sentry import init_sentry
 
@@ -39,6 +41,7 @@ async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         structlog.get_logger("librarian.api").error("database init failed", error=type(exc).__name__)
     yield
     close_pool()
+    await close_async_pool()
 
 
 async def access_log(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

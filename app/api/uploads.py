@@ -52,7 +52,7 @@ def _disposition(value: str) -> tuple[str, str | None]:
 
 
 async def receive_files(
-    request: Request, *, incoming_dir: Path, max_file_bytes: int, max_files: int
+    request: Request, *, incoming_dir: Path, max_file_bytes: int, max_files: int, too_many_status: int = 413
 ) -> tuple[list[ReceivedFile], dict[str, str]]:
     """Parse a multipart body into temp files under `incoming_dir` and small text fields.
 
@@ -100,7 +100,7 @@ async def receive_files(
         current.field_name, current.filename = _disposition(current.headers.get("content-disposition", ""))
         if current.filename is not None:
             if len(files) >= max_files:
-                fail(413, f"too many files: at most {max_files} per request")
+                fail(too_many_status, f"too many files: at most {max_files} per request")
                 return
             path = incoming_dir / f"{uuid.uuid4().hex}.part"
             current.handle = path.open("wb")

@@ -56,8 +56,15 @@ class Settings(BaseSettings):
     SUBMIT_TIMEOUT: float = 2.0
 
     MAX_FILE_SIZE_MB: int = 500
+    MAX_ITEMS_PER_BATCH: int = 5000
+    PIPELINE_RETRY_BACKOFF: int = 2
+    RATE_LIMIT_UPLOADS: str = "120/minute"
+    REPORT_CACHE_TTL: int = 300
 
     WORKER_CONCURRENCY: int = 2
+    # rhino3dm keeps every model it walked alive; a pool child over this size is replaced after
+    # its current task (Celery's worker_max_memory_per_child), so memory stays bounded.
+    WORKER_MAX_MEMORY_PER_CHILD_MB: int = 1024
     WORKER_QUEUES: str = ",".join(QUEUES)
     WORKER_METRICS_PORT: int = 9808
     WORKER_METRICS_HOST: str = "127.0.0.1"

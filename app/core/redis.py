@@ -28,6 +28,7 @@ def _pool() -> redis.ConnectionPool:
                     socket_timeout=settings.REDIS_SOCKET_TIMEOUT,
                     health_check_interval=30,
                     decode_responses=True,
+                    client_name=f"librarian-{pid}",  # CLIENT LIST shows whose connections these are
                 )
                 _pools[pid] = pool
     return pool
@@ -42,3 +43,28 @@ def close_pool() -> None:
     pool = _pools.pop(os.getpid(), None)
     if pool is not None:
         pool.disconnect()
+
+
+_async_pool = None
+
+
+def get_async_redis():  # type: ignore[no-untyped-def]
+    """An asyncio client on one shared pool per process (for streaming endpoints)."""
+    import redis.asyncio as aioredis
+
+    global _async_pool
+    if _async_pool is None:
+        _async_pool = aioredis.ConnectionPool.from_url(
+            settings.redis_url,
+            max_connections=50,
+            socket_connect_timeout=settings.REDIS_SOCKET_TIMEOUT,
+            decode_responses=True,
+        )
+    return aioredis.Redis(connection_pool=_async_pool)
+
+
+async def close_async_pool() -> None:
+    global _async_pool
+    if _async_pool is not None:
+        await _async_pool.disconnect()
+        _async_pool = None

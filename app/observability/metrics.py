@@ -43,6 +43,13 @@ TASKS_ACTIVE = Gauge(
     "librarian_tasks_active", "Tasks executing now in this worker's pool", multiprocess_mode="livesum"
 )
 
+PIPELINE_ITEMS = Counter(
+    "librarian_pipeline_items", "Pipeline stage runs that finished, by stage and status (ok|failed)", ("stage", "status")
+)
+PIPELINE_DEAD_LETTER = Counter(
+    "librarian_pipeline_dead_letter", "Items that ended in <stage>_failed after their retries", ("stage",)
+)
+
 REJECT_REASONS = ("content_disallowed", "invalid", "unknown_format", "decode_error")
 
 
@@ -59,3 +66,9 @@ def initialise_task_series(tasks: dict[str, str]) -> None:
             counter.labels(*labels)
     for reason in REJECT_REASONS:
         TASKS_REJECTED.labels(reason)
+    from app.models import PIPELINE_STAGES
+
+    for stage in PIPELINE_STAGES:
+        PIPELINE_DEAD_LETTER.labels(stage)
+        for status in ("ok", "failed"):
+            PIPELINE_ITEMS.labels(stage, status)

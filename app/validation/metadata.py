@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import rhino3dm
 
 from .geometry import BoxColumns
 from .reader import LoadedModel
 from .rules import ValidationRules
+
+if TYPE_CHECKING:
+    from .walk import ObjectData
 
 
 def read_settings(model: rhino3dm.File3dm) -> dict[str, Any]:
@@ -51,7 +54,7 @@ def build_metadata(
     loaded: LoadedModel,
     settings: dict[str, Any],
     layers: list[dict[str, Any]],
-    data: Any,
+    data: ObjectData,
     boxes: BoxColumns,
     rules: ValidationRules,
 ) -> dict[str, Any]:

@@ -8,7 +8,7 @@ path, so it is deliberately plain:
   table access and never frees them, so a second walk costs time *and* memory);
 * the bounding box is taken with one `Encode()` call (one dict) rather than
   Min/Max/X/Y/Z property calls (eight pybind calls); a Point's box is its
-  Location (two calls instead of GetBoundingBox + Encode);
+  `Location.Encode()` (about a third cheaper than GetBoundingBox().Encode());
 * boxes go into one flat array('d') (48 bytes per object), not tuples;
 * LayerIndex is only read for Brep/Extrusion/Mesh/SubD (solid-layer rule);
 * the object kind is the Python class name (`type(geo)`), not `ObjectType`;

@@ -14,6 +14,7 @@ TASK_MODULES = [
     "app.worker.tasks.diagnostics",
     "app.worker.tasks.validation",
     "app.worker.tasks.maintenance",
+    "app.worker.tasks.pipeline",
 ]
 
 ROUTES = {
@@ -33,7 +34,12 @@ def queue_for(task_name: str) -> str:
 
 
 def create_celery_app() -> Celery:
-    app = Celery("librarian", broker=settings.broker_url, backend=settings.result_backend)
+    app = Celery(
+        "librarian",
+        broker=settings.broker_url,
+        backend=settings.result_backend,
+        task_cls="app.worker.base:LibrarianTask",
+    )
     app.conf.update(
         task_serializer="json",
         result_serializer="json",
@@ -46,6 +52,7 @@ def create_celery_app() -> Celery:
         task_soft_time_limit=settings.TASK_SOFT_TIME_LIMIT,
         task_time_limit=settings.TASK_TIME_LIMIT,
         worker_prefetch_multiplier=1,
+        worker_max_memory_per_child=settings.WORKER_MAX_MEMORY_PER_CHILD_MB * 1024,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         result_expires=settings.RESULT_EXPIRES,

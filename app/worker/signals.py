@@ -117,3 +117,34 @@ def _note_task_received(**_: Any) -> None:
 def _stop_heartbeat(**_: Any) -> None:
     if _heartbeat is not None:
         _heartbeat.stop()
+
+
+@signals.worker_ready.connect
+def _start_pause_listener(**_: Any) -> None:
+    from app.worker.pause import registry
+
+    registry.start()
+
+
+@signals.task_prerun.connect
+def _announce_start(task: Any = None, task_id: str | None = None, **_: Any) -> None:
+    _announce(task, task_id, "started")
+
+
+@signals.task_postrun.connect
+def _announce_end(task: Any = None, task_id: str | None = None, state: str | None = None, **_: Any) -> None:
+    _announce(task, task_id, (state or "unknown").lower())
+
+
+def _announce(task: Any, task_id: str | None, event: str) -> None:
+    """Status events on agent:status:{owner} for tasks that have an owner."""
+    owner = getattr(task, "owner", None)
+    if not owner:
+        return
+    from app.core.agents import publish_status
+    from app.core.redis import get_redis
+
+    try:
+        publish_status(get_redis(), owner, {"event": event, "task_id": task_id, "task_name": task.name})
+    except Exception:
+        log.warning("status event not published", owner=owner, event=event)

@@ -11,7 +11,7 @@ from app.validation.codes import (
     BBOX_DEGENERATE, BREP_OPEN, GEOMETRY_INVALID, MESH_OPEN, OBJECT_FAR_OUTSIDE, TOLERANCE_INVALID,
     TOLERANCE_LARGE, UNITS_UNSET,
 )
-from tests.fixtures.models_3dm import ModelBuilder, _add_valid_parts
+from tests.fixtures.models_3dm import ModelBuilder, add_valid_parts
 
 
 def _codes(report: dict) -> list[str]:
@@ -86,7 +86,7 @@ def test_unset_units_and_zero_tolerance(models: dict[str, Path]) -> None:
 
 def test_absurdly_large_tolerance_for_the_unit(tmp_path: Path) -> None:
     builder = ModelBuilder(units=rhino3dm.UnitSystem.Meters, tolerance=0.5)
-    _add_valid_parts(builder)
+    add_valid_parts(builder)
     report = validate_path(builder.write(tmp_path / "loose.3dm"))
     (item,) = report["findings"]
     assert (item["code"], item["severity"], item["details"]["metres"]) == (TOLERANCE_LARGE, "warning", 0.5)

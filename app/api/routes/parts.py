@@ -7,12 +7,15 @@ import uuid
 from typing import Annotated, Any
 
 from celery.result import AsyncResult
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 
 from app.api.deps import CeleryDep, RedisDep, SessionDep
+from app.api.ratelimit import rate_limit, upload_limiter
 from app.api.schemas import ErrorBody, PartList, PartPublic, PartSubmitted
 from app.api.submit import submit
 from app.api.uploads import discard, receive_files
+from app.core.agents import OWNER_HEADER
+from app.core.cache import cache_delete, cache_get, cache_set, report_key
 from app.core.config import settings
 from app.core.errors import DependencyUnavailable
 from app.core.storage import resolve_in_storage, sanitize_filename
@@ -45,7 +48,7 @@ def to_public(part: Part, celery: Any | None = None) -> PartPublic:
 def enqueue_validation(session: SessionDep, celery: CeleryDep, client: RedisDep, part: Part) -> str:
     """Queue validate_file for the part; on a broker outage the part stays as it was (503)."""
     task_id = str(uuid.uuid4())
-    headers = {"librarian_owner": part.owner} if part.owner else None
+    headers = {OWNER_HEADER: part.owner} if part.owner else None
     submit(celery, client, VALIDATE_TASK, args=[str(part.id)], task_id=task_id, headers=headers)
     crud.update_part(session, part=part, status=PartStatus.QUEUED, task_id=task_id, error=None)
     return task_id
@@ -55,7 +58,9 @@ def enqueue_validation(session: SessionDep, celery: CeleryDep, client: RedisDep,
     "",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=PartSubmitted,
-    responses={413: {"model": ErrorBody}, 415: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+    responses={413: {"model": ErrorBody}, 415: {"model": ErrorBody}, 422: {"model": ErrorBody},
+               429: {"model": ErrorBody, "description": "Too many uploads from this client"}},
+    dependencies=[Depends(rate_limit(upload_limiter))],
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -135,12 +140,17 @@ def get_part(part_id: uuid.UUID, session: SessionDep, celery: CeleryDep) -> Part
     "/{part_id}/report",
     responses={**NOT_FOUND, 409: {"model": ErrorBody, "description": "No report yet (or the part failed)"}},
 )
-def get_report(part_id: uuid.UUID, session: SessionDep) -> dict[str, Any]:
+def get_report(part_id: uuid.UUID, session: SessionDep, client: RedisDep) -> dict[str, Any]:
+    cached = cache_get(client, report_key(part_id))
+    if cached is not None:
+        return cached
     part = _get(session, part_id)
     if part.status not in (PartStatus.VALIDATED, PartStatus.REJECTED) or part.validation_report is None:
         detail = f"part is {part.status.value}" + (f": {part.error}" if part.error else ", no report yet")
         raise HTTPException(409, detail=detail)
+    cache_set(client, report_key(part_id), part.validation_report, settings.REPORT_CACHE_TTL)
     return part.validation_report
+
 
 
 @router.post(
@@ -153,5 +163,6 @@ def revalidate(part_id: uuid.UUID, session: SessionDep, celery: CeleryDep, clien
     part = _get(session, part_id)
     if part.status in (PartStatus.QUEUED, PartStatus.PROCESSING):
         raise HTTPException(409, detail=f"part is already {part.status.value}")
+    cache_delete(client, report_key(part_id))
     task_id = enqueue_validation(session, celery, client, part)
     return PartSubmitted(part_id=part.id, task_id=task_id, status=PartStatus.QUEUED)

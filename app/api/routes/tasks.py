@@ -11,6 +11,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, status
 from app.api.deps import CeleryDep, RedisDep
 from app.api.schemas import ErrorBody, TaskError, TaskResult, TaskStatus, TaskSubmitted
 from app.api.submit import submit
+from app.core.agents import OWNER_HEADER
 from app.core.task_registry import issued_task_name
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
@@ -43,10 +44,13 @@ def submit_test_task(
     client: RedisDep,
     message: Annotated[str, Query(min_length=1, max_length=1000)] = "Hello",
     steps: Annotated[int, Query(ge=1, le=100)] = 5,
+    owner: Annotated[str | None, Query(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.@-]+$",
+                                       description="user the task runs for (pause/resume, events)")] = None,
 ) -> TaskSubmitted:
     """Queue the demo job, which reports PROGRESS while it walks its steps."""
     task_id = submit(
-        celery, client, "librarian.demo.process", kwargs={"message": message, "steps": steps}
+        celery, client, "librarian.demo.process", kwargs={"message": message, "steps": steps},
+        headers={OWNER_HEADER: owner} if owner else None,
     )
     return TaskSubmitted(task_id=task_id, message=f"task queued: {message}")
 

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
 import time
 from datetime import UTC, datetime
 
 from celery import Task
+from celery.exceptions import SoftTimeLimitExceeded
 from sqlmodel import select
 
 from app.core.db import session_scope
 from app.core.storage import resolve_in_storage
 from app.models import DiagnosticRecord, utcnow
+from app.worker.base import LibrarianTask
 from app.worker.celery_app import celery_app
 
 
@@ -30,15 +34,11 @@ def health_check(self: Task) -> dict:
 
 
 @celery_app.task(bind=True, name="librarian.demo.process")
-def demo_process(self: Task, message: str, steps: int = 5, step_seconds: float = 0.2) -> dict:
+def demo_process(self: LibrarianTask, message: str, steps: int = 5, step_seconds: float = 0.2) -> dict:
     """The seed's demo job: walks `steps` steps, reporting PROGRESS with percent and message."""
     for step in range(1, steps + 1):
         time.sleep(step_seconds)
-        percent = int(step * 100 / steps)
-        self.update_state(
-            state="PROGRESS",
-            meta={"percent": percent, "message": f"step {step}/{steps}: {message}"},
-        )
+        self.report_progress(int(step * 100 / steps), message=f"step {step}/{steps}: {message}")
     return {"message": message, "steps": steps, "processed_at": datetime.now(UTC).isoformat()}
 
 
@@ -82,3 +82,61 @@ def read_storage(relative_path: str) -> dict:
             digest.update(chunk)
             size += len(chunk)
     return {"path": relative_path, "size": size, "sha256": digest.hexdigest()}
+
+
+# --- Fault-injection probes (tests/reliability): each records how often it ran, by key. ---
+
+
+def _bump(key: str, task_id: str | None, value: str = "") -> int:
+    """Upsert the row `key`, adding one to its `writes`; returns the new count."""
+    with session_scope() as session:
+        record = session.get(DiagnosticRecord, key) or DiagnosticRecord(key=key)
+        record.value = value
+        record.task_id = task_id
+        record.writes += 1
+        record.updated_at = utcnow()
+        session.add(record)
+        session.commit()
+        return record.writes
+
+
+@celery_app.task(bind=True, name="librarian.demo.sleep")
+def sleep_task(self: Task, seconds: float, key: str | None = None) -> dict:
+    """Sleeps `seconds`. With a key, counts its starts in row `{key}:start` and its ends in `{key}`."""
+    if key:
+        _bump(f"{key}:start", self.request.id, value=str(os.getpid()))
+    time.sleep(seconds)
+    if key:
+        _bump(key, self.request.id, value="done")
+    return {"slept": seconds, "key": key, "pid": os.getpid()}
+
+
+@celery_app.task(bind=True, name="librarian.demo.ignore_soft_limit")
+def ignore_soft_limit(self: Task, seconds: float, key: str | None = None) -> dict:
+    """Swallows the soft time limit and keeps sleeping: only the hard limit can stop it."""
+    if key:
+        _bump(f"{key}:start", self.request.id)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            time.sleep(max(0.0, min(0.5, deadline - time.monotonic())))
+        except SoftTimeLimitExceeded:
+            if key:
+                _bump(f"{key}:soft", self.request.id)
+    if key:
+        _bump(key, self.request.id, value="done")
+    return {"slept": seconds, "key": key}
+
+
+@celery_app.task(bind=True, name="librarian.demo.crash_pool_child", default_retry_delay=1)
+def crash_pool_child(self: Task, key: str) -> None:
+    """SIGKILLs its own pool process (as a segfault or the OOM killer would), counting starts in `{key}:start`.
+
+    Refuses to run outside a prefork pool child, where it would kill the worker itself.
+    """
+    from billiard.process import current_process
+
+    if not current_process().name.startswith("ForkPoolWorker"):
+        raise RuntimeError("crash_pool_child only runs in a prefork pool child")
+    _bump(f"{key}:start", self.request.id)
+    os.kill(os.getpid(), signal.SIGKILL)

@@ -6,7 +6,6 @@ import uuid
 from typing import Any
 
 import structlog
-from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.exc import OperationalError
 
@@ -14,6 +13,7 @@ from app import crud
 from app.core.db import session_scope
 from app.core.storage import resolve_in_storage
 from app.models import Part, PartStatus
+from app.worker.base import LibrarianTask
 from app.worker.celery_app import celery_app
 
 log = structlog.get_logger("librarian.validation")
@@ -36,7 +36,14 @@ def unreadable_report(reason: str, code: str) -> dict[str, Any]:
     }
 
 
-class ValidationTask(Task):
+def forget_cached_report(part_id: str) -> None:
+    from app.core.cache import cache_delete, report_key
+    from app.core.redis import get_redis
+
+    cache_delete(get_redis(), report_key(part_id))
+
+
+class ValidationTask(LibrarianTask):
     """Records the final failure on the part once Celery gives up retrying."""
 
     def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
@@ -61,7 +68,7 @@ class ValidationTask(Task):
     retry_jitter=True,
     max_retries=3,
 )
-def validate_file(self: Task, part_id: str) -> dict[str, Any]:
+def validate_file(self: ValidationTask, part_id: str) -> dict[str, Any]:
     from app.validation import UnreadableModelError, validate_path
 
     with session_scope() as session:
@@ -76,7 +83,7 @@ def validate_file(self: Task, part_id: str) -> dict[str, Any]:
         path = resolve_in_storage(part.storage_key)
 
     def progress(percent: int, stage: str) -> None:
-        self.update_state(state="PROGRESS", meta={"percent": percent, "stage": stage, "part_id": part_id})
+        self.report_progress(percent, stage=stage, part_id=part_id)
 
     try:
         report = validate_path(path, progress=progress)
@@ -91,5 +98,6 @@ def validate_file(self: Task, part_id: str) -> dict[str, Any]:
         if part is None:
             return {"part_id": part_id, "status": "missing"}
         crud.update_part(session, part=part, status=status, validation_report=report, error=error)
+    forget_cached_report(part_id)
     log.info("part validated", part_id=part_id, status=status.value, passed=report["summary"]["passed"])
     return {"part_id": part_id, "status": status.value, "summary": report["summary"]}

@@ -1,0 +1,82 @@
+"""Sliding-window rate limits per client (the `limits` library's moving window on Redis).
+
+When Redis is unreachable the limiter falls back to an in-process window and the API keeps
+serving (graceful degradation); the switch is logged once each way.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+import structlog
+from fastapi import HTTPException, Request
+from limits import RateLimitItem, parse
+from limits.storage import MemoryStorage, RedisStorage
+from limits.strategies import MovingWindowRateLimiter
+
+from app.core.config import settings
+
+log = structlog.get_logger("librarian.api.ratelimit")
+
+
+class RateLimiter:
+    def __init__(self, name: str, limit: str) -> None:
+        self.name = name
+        self.item: RateLimitItem = parse(limit)
+        self._redis: MovingWindowRateLimiter | None = None
+        self._memory = MovingWindowRateLimiter(MemoryStorage())
+        self.degraded = False
+
+    def _primary(self) -> MovingWindowRateLimiter:
+        if self._redis is None:
+            storage = RedisStorage(
+                settings.redis_url,
+                socket_connect_timeout=settings.REDIS_SOCKET_TIMEOUT,
+                socket_timeout=settings.REDIS_SOCKET_TIMEOUT,
+            )
+            self._redis = MovingWindowRateLimiter(storage)
+        return self._redis
+
+    def hit(self, client_key: str) -> tuple[bool, int]:
+        """(allowed, seconds until a slot frees) for one request of `client_key`."""
+        try:
+            limiter = self._primary()
+            allowed = limiter.hit(self.item, self.name, client_key)
+            if self.degraded:
+                log.info("rate limiter back on redis", limiter=self.name)
+                self.degraded = False
+        except Exception as exc:
+            if not self.degraded:
+                log.warning("rate limiter falling back to memory", limiter=self.name, error=type(exc).__name__)
+                self.degraded = True
+            limiter = self._memory
+            allowed = limiter.hit(self.item, self.name, client_key)
+        if allowed:
+            return True, 0
+        try:
+            reset_at = limiter.get_window_stats(self.item, self.name, client_key).reset_time
+        except Exception:
+            reset_at = time.time() + self.item.get_expiry()
+        return False, max(1, math.ceil(reset_at - time.time()))
+
+
+def client_key(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def rate_limit(limiter: RateLimiter) -> Callable[[Request], None]:
+    def dependency(request: Request) -> None:
+        allowed, retry_after = limiter.hit(client_key(request))
+        if not allowed:
+            raise HTTPException(
+                429,
+                detail=f"too many requests: limit is {limiter.item}, retry in {retry_after}s",
+                headers={"Retry-After": str(retry_after)},
+            )
+
+    return dependency
+
+
+upload_limiter = RateLimiter("uploads", settings.RATE_LIMIT_UPLOADS)

@@ -1,0 +1,70 @@
+"""Agent control over Redis: pause/resume a user's tasks (the emergency brake) and status events.
+
+State lives in a key (survives restarts); pub/sub channels tell workers and listeners at once:
+  agent:pause:{user_id}   a user's tasks must not start
+  agent:resume:{user_id}  they may start again
+  agent:status:{user_id}  task progress events, streamed to clients (SSE)
+While paused, a worker moves that user's messages to a holding list instead of running them;
+resume puts them back on their queues: nothing is dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import redis
+
+PAUSE_CHANNEL = "agent:pause:{user_id}"
+RESUME_CHANNEL = "agent:resume:{user_id}"
+STATUS_CHANNEL = "agent:status:{user_id}"
+PAUSED_KEY = "librarian:agent:paused:{user_id}"
+HELD_KEY = "librarian:agent:held:{user_id}"
+OWNER_HEADER = "librarian_owner"
+
+# Atomically move every held message back to the queue it came from (its routing key), at the
+# consuming end so it runs before newer work. Returns how many were moved.
+_RELEASE = """
+local moved = 0
+while true do
+  local raw = redis.call('LPOP', KEYS[1])
+  if not raw then return moved end
+  local queue = cjson.decode(raw)['properties']['delivery_info']['routing_key']
+  redis.call('RPUSH', queue, raw)
+  moved = moved + 1
+end
+"""
+
+
+def pause(client: redis.Redis, user_id: str) -> None:
+    client.set(PAUSED_KEY.format(user_id=user_id), str(time.time()))
+    client.publish(PAUSE_CHANNEL.format(user_id=user_id), json.dumps({"event": "paused", "user_id": user_id}))
+
+
+def resume(client: redis.Redis, user_id: str) -> int:
+    """Unpause and requeue what was held. Returns the number of messages put back."""
+    client.delete(PAUSED_KEY.format(user_id=user_id))
+    client.publish(RESUME_CHANNEL.format(user_id=user_id), json.dumps({"event": "resumed", "user_id": user_id}))
+    return int(client.eval(_RELEASE, 1, HELD_KEY.format(user_id=user_id)))
+
+
+def is_paused(client: redis.Redis, user_id: str) -> bool:
+    return bool(client.exists(PAUSED_KEY.format(user_id=user_id)))
+
+
+def held_count(client: redis.Redis, user_id: str) -> int:
+    return int(client.llen(HELD_KEY.format(user_id=user_id)))
+
+
+def hold_message(client: redis.Redis, user_id: str, raw_message: dict[str, Any]) -> None:
+    client.rpush(HELD_KEY.format(user_id=user_id), json.dumps(raw_message))
+
+
+def paused_users(client: redis.Redis) -> set[str]:
+    prefix = PAUSED_KEY.format(user_id="")
+    return {key[len(prefix):] for key in client.scan_iter(match=f"{prefix}*", count=500)}
+
+
+def publish_status(client: redis.Redis, user_id: str, event: dict[str, Any]) -> None:
+    client.publish(STATUS_CHANNEL.format(user_id=user_id), json.dumps({"user_id": user_id, "ts": time.time(), **event}))

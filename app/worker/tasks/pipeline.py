@@ -1,0 +1,130 @@
+"""The import pipeline as a Celery chain: preprocess → parse → classify → extract → validate → publish.
+
+Each stage is a task on the `pipeline` queue that loads the item, runs the plain stage function
+(app.pipeline.stages), stores its output and moves the item's status on. Transient failures retry
+with exponential backoff and jitter (Celery's own), 3 times; then, or at once for bad input, the
+item lands in `<stage>_failed` — the dead-letter state — and the chain stops there.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import structlog
+from celery import chain
+from sqlalchemy.exc import OperationalError
+from sqlmodel import Session
+
+from app import crud
+from app.core.agents import OWNER_HEADER
+from app.core.config import settings
+from app.core.db import session_scope
+from app.core.storage import resolve_in_storage
+from app.models import PIPELINE_STAGES, STAGE_DONE, BatchItem, Part, PartStatus, utcnow
+from app.observability.metrics import PIPELINE_DEAD_LETTER, PIPELINE_ITEMS
+from app.pipeline import stages
+from app.worker.base import LibrarianTask
+from app.worker.celery_app import celery_app
+
+log = structlog.get_logger("librarian.pipeline")
+
+TRANSIENT_ERRORS = (OperationalError, OSError, ConnectionError, TimeoutError)
+
+
+class StageTask(LibrarianTask):
+    stage: str = ""
+    autoretry_for = TRANSIENT_ERRORS
+    dont_autoretry_for = (stages.StageRejected,)
+    retry_backoff = settings.PIPELINE_RETRY_BACKOFF
+    retry_backoff_max = 60
+    retry_jitter = True
+    max_retries = 3
+
+    def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        item_id = args[0] if args else kwargs.get("item_id")
+        PIPELINE_ITEMS.labels(self.stage, "failed").inc()
+        PIPELINE_DEAD_LETTER.labels(self.stage).inc()
+        try:
+            with session_scope() as session:
+                item = session.get(BatchItem, uuid.UUID(str(item_id)))
+                if item is not None:
+                    _save(session, item, status=f"{self.stage}_failed", failed_stage=self.stage,
+                          error=f"{type(exc).__name__}: {exc}"[:2000])
+        except Exception as db_exc:
+            log.error("could not record the stage failure", item_id=item_id, error=type(db_exc).__name__)
+
+
+def _save(session: Session, item: BatchItem, **changes: Any) -> None:
+    for key, value in changes.items():
+        setattr(item, key, value)
+    item.updated_at = utcnow()
+    session.add(item)
+    session.commit()
+
+
+def _run(task: StageTask, item_id: str) -> dict[str, Any]:
+    with session_scope() as session:
+        item = session.get(BatchItem, uuid.UUID(item_id))
+        if item is None:
+            return {"item_id": item_id, "status": "missing"}
+        if task.stage == "preprocess":
+            _save(session, item, attempts=item.attempts + 1)
+        path = resolve_in_storage(item.storage_key)
+        outputs = dict(item.outputs or {})
+    output = _publish(item_id, outputs) if task.stage == "publish" else getattr(stages, task.stage)(path)
+    with session_scope() as session:
+        item = session.get(BatchItem, uuid.UUID(item_id))
+        if item is None:
+            return {"item_id": item_id, "status": "missing"}
+        outputs = {**(item.outputs or {}), task.stage: output}  # a new dict: the JSON column sees the change
+        _save(session, item, outputs=outputs, status=STAGE_DONE[task.stage], failed_stage=None, error=None)
+    PIPELINE_ITEMS.labels(task.stage, "ok").inc()
+    return {"item_id": item_id, "status": STAGE_DONE[task.stage]}
+
+
+def _publish(item_id: str, outputs: dict[str, Any]) -> dict[str, Any]:
+    """Write the final part row, keyed by the item id: publishing twice updates, never duplicates."""
+    report = outputs.get("validate") or {}
+    passed = bool((report.get("summary") or {}).get("passed"))
+    with session_scope() as session:
+        item = session.get(BatchItem, uuid.UUID(item_id))
+        from app.models import Batch
+
+        batch = session.get(Batch, item.batch_id)
+        part = session.get(Part, item.id)
+        values = {
+            "filename": item.filename, "storage_key": item.storage_key, "size_bytes": item.size_bytes,
+            "sha256": (outputs.get("preprocess") or {}).get("sha256", item.sha256),
+            "status": PartStatus.VALIDATED if passed else PartStatus.REJECTED,
+            "validation_report": report, "owner": batch.owner if batch else None, "error": None,
+        }
+        if part is None:
+            part = crud.create_part(session, part_id=item.id, filename=values["filename"],
+                                    storage_key=values["storage_key"], size_bytes=values["size_bytes"],
+                                    sha256=values["sha256"], owner=values["owner"])
+        crud.update_part(session, part=part, **{k: v for k, v in values.items() if k not in ("filename", "storage_key")})
+        _save(session, item, part_id=part.id)
+    return {"part_id": item_id, "part_status": values["status"].value}
+
+
+def _stage_task(stage: str) -> Any:
+    def run(self: StageTask, item_id: str) -> dict[str, Any]:
+        return _run(self, item_id)
+
+    run.__name__ = stage
+    return celery_app.task(bind=True, base=StageTask, name=f"librarian.pipeline.{stage}", stage=stage)(run)
+
+
+STAGE_TASKS = {stage: _stage_task(stage) for stage in PIPELINE_STAGES}
+
+
+def item_chain(item_id: str, *, owner: str | None, start: str = "preprocess") -> Any:
+    """The chain of stages for one item, from `start` on."""
+    headers = {OWNER_HEADER: owner} if owner else {}
+    first = PIPELINE_STAGES.index(start)
+    return chain(
+        celery_app.signature(f"librarian.pipeline.{stage}", args=[item_id], immutable=True,
+                             headers=headers, queue="pipeline")
+        for stage in PIPELINE_STAGES[first:]
+    )

@@ -1,0 +1,134 @@
+"""Validation throughput and memory on the large generated fixture.
+
+    PYTHONPATH=. python bench/validation.py [--objects 20000] [--repeat 5] [--file PATH]
+
+Throughput: the validator (`validate_path`) is compared with a plain rhino3dm
+read-and-walk of the same file (File3dm.Read, then every object's Geometry and
+Attributes touched once: the minimum any validator must do). Runs are
+interleaved A/B, each in a fresh subprocess (rhino3dm never frees the wrappers
+a table walk creates, so in-process repeats would slow each other down); the
+timer inside the child covers only the work, not interpreter start-up or
+imports. Throughput uses the median run; ratio = validator / plain throughput
+(target >= 0.8).
+
+Memory: peak RSS (VmHWM of the child itself, from /proc; ru_maxrss elsewhere)
+of one validation in a fresh process. The absolute peak includes the interpreter, rhino3dm and the
+validator's imports (pydantic). The target (<= 3x file size) applies to the
+INCREASE of the peak over a process that only imports rhino3dm; the plain
+read-and-walk's increase is printed alongside because rhino3dm's in-memory
+model alone is a multiple of the file size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CHILD = r"""
+import json, resource, sys, time
+mode, path = sys.argv[1], sys.argv[2]
+
+def peak_rss_kb():
+    # VmHWM belongs to this process image; ru_maxrss would also carry the
+    # high-water mark of the parent we were forked from.
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+import rhino3dm
+if mode == "validate":
+    from app.validation import validate_path
+objects = 0
+started = time.perf_counter()
+if mode == "plain":
+    model = rhino3dm.File3dm.Read(path)
+    for obj in model.Objects:
+        obj.Geometry
+        obj.Attributes
+        objects += 1
+elif mode == "validate":
+    objects = validate_path(path)["summary"]["objects"]
+elapsed = time.perf_counter() - started
+print(json.dumps({"seconds": elapsed, "objects": objects, "maxrss_kb": peak_rss_kb()}))
+"""
+
+
+def run_child(mode: str, path: Path) -> dict[str, float]:
+    out = subprocess.run([sys.executable, "-c", CHILD, mode, str(path)], capture_output=True, text=True, env=_child_env(), check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def make_fixture(objects: int, directory: Path) -> Path:
+    """Generate the large fixture in a child so this process stays small."""
+    code = "import sys; from pathlib import Path; from tests.fixtures.models_3dm import large_model; " \
+           "print(large_model(Path(sys.argv[1]), int(sys.argv[2])))"
+    out = subprocess.run([sys.executable, "-c", code, str(directory), str(objects)],
+                         capture_output=True, text=True, env=_child_env(), check=True)
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
+def _child_env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+
+
+def measure(path: Path, repeat: int) -> dict[str, list[dict[str, float]]]:
+    runs: dict[str, list[dict[str, float]]] = {"plain": [], "validate": []}
+    run_child("plain", path)  # warm the page cache so neither side pays the disk read
+    for i in range(repeat):
+        order = ("plain", "validate") if i % 2 == 0 else ("validate", "plain")
+        for mode in order:
+            runs[mode].append(run_child(mode, path))
+    return runs
+
+
+def report(path: Path, runs: dict[str, list[dict[str, float]]], baseline_kb: float) -> str:
+    size = path.stat().st_size
+    mb = size / 1e6
+    t_plain = statistics.median(r["seconds"] for r in runs["plain"])
+    t_val = statistics.median(r["seconds"] for r in runs["validate"])
+    objects = runs["validate"][0]["objects"]
+    ratio = t_plain / t_val
+    peak_kb = max(r["maxrss_kb"] for r in runs["validate"])
+    plain_peak_kb = max(r["maxrss_kb"] for r in runs["plain"])
+    increase = (peak_kb - baseline_kb) * 1024 / size
+    plain_increase = (plain_peak_kb - baseline_kb) * 1024 / size
+    print(f"file: {path} ({size:,d} bytes, {objects} objects)")
+    for mode, t in (("plain read+walk", t_plain), ("validator", t_val)):
+        times = " ".join(f"{r['seconds']:.3f}" for r in runs["plain" if mode.startswith("plain") else "validate"])
+        print(f"{mode:16s} median {t:.3f} s  ({mb / t:.1f} MB/s, {objects / t:,.0f} objects/s)  runs: {times}")
+    print(f"peak RSS: validator {peak_kb / 1024:.1f} MiB absolute, baseline (import rhino3dm) {baseline_kb / 1024:.1f} MiB, "
+          f"increase {(peak_kb - baseline_kb) / 1024:.1f} MiB = {increase:.2f}x file; "
+          f"plain read+walk increase {(plain_peak_kb - baseline_kb) / 1024:.1f} MiB = {plain_increase:.2f}x file")
+    return (f"validation: {mb / t_val:.1f} MB/s, {objects / t_val:,.0f} objects/s, ratio {ratio:.2f}x of plain read "
+            f"(target >= 0.8), peak RSS increase {increase:.2f}x file size (target <= 3x; absolute peak "
+            f"{peak_kb * 1024 / size:.2f}x; plain read alone {plain_increase:.2f}x)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--objects", type=int, default=20000)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--file", type=Path, help="benchmark this .3dm instead of generating one")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="bench-validation-") as tmp:
+        path = args.file or make_fixture(args.objects, Path(tmp))
+        baseline_kb = min(run_child("baseline", path)["maxrss_kb"] for _ in range(3))
+        runs = measure(path, args.repeat)
+        print(report(path, runs, baseline_kb))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
