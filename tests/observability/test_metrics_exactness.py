@@ -121,3 +121,20 @@ def test_queue_depth_counts_priority_sub_queues(isolated):
     for key in keys:
         client.delete(key)
     assert value(scrape(worker.metrics_url), "librarian_queue_depth", queue="validation") == 0
+
+
+def test_queue_wait_of_a_countdown_task_counts_from_its_due_time(isolated):
+    producer, worker, _ = isolated
+    labels = {"task": "librarian.maintenance.health_check", "queue": "maintenance"}
+    before = scrape(worker.metrics_url)
+    producer.send_task("librarian.maintenance.health_check", countdown=3).get(timeout=30)
+    after = wait_until(
+        lambda: (s := scrape(worker.metrics_url))
+        and value(s, "librarian_task_queue_wait_seconds_count", **labels)
+        > value(before, "librarian_task_queue_wait_seconds_count", **labels) and s,
+        timeout=10,
+    )
+    waited = value(after, "librarian_task_queue_wait_seconds_sum", **labels) - value(
+        before, "librarian_task_queue_wait_seconds_sum", **labels
+    )
+    assert 0 <= waited < 1.5, f"the 3 s countdown was counted as waiting ({waited:.2f}s)"
