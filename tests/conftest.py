@@ -98,8 +98,12 @@ def start_worker(name: str, *, env: dict[str, str] | None = None, extra: tuple[s
     process = ManagedProcess(name, cli("worker", "--name", f"{name}@%h", *extra), env, TMP / "logs")
     process.metrics_url = f"http://127.0.0.1:{port}/metrics"  # type: ignore[attr-defined]
     process.start()
-    process.wait_for(r'"event": "worker ready"', timeout=60)
-    process.wait_for(r'"event": "worker metrics listening"', timeout=10)
+    try:
+        process.wait_for(r'"event": "worker ready"', timeout=60)
+        process.wait_for(r'"event": "worker metrics listening"', timeout=10)
+    except BaseException:
+        process.stop()
+        raise
     return process
 
 
@@ -108,7 +112,11 @@ def start_api(name: str = "api", *, env: dict[str, str] | None = None) -> tuple[
     process = ManagedProcess(name, cli("api", "--port", str(port)), env or stack_env(), TMP / "logs")
     process.start()
     base = f"http://127.0.0.1:{port}"
-    wait_http(f"{base}/health", timeout=60, process=process)
+    try:
+        wait_http(f"{base}/health", timeout=60, process=process)
+    except BaseException:
+        process.stop()
+        raise
     return process, base
 
 

@@ -50,8 +50,3 @@ def install_error_handlers(app: FastAPI) -> None:
         ]
         return JSONResponse(status_code=422, content={"detail": "invalid request", "errors": errors})
 
-    @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        # Logged with its traceback (and sent to Sentry by the integration); the client gets no trace.
-        log.exception("unhandled error", error=type(exc).__name__)
-        return JSONResponse(status_code=500, content={"detail": "internal error"})

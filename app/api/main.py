@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 import structlog
 from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
 
 from app import __version__
 from app.api.errors import install_error_handlers
@@ -47,7 +48,18 @@ async def lifespan(_: FastAPI) -> AsyncIterator[None]:
 async def access_log(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
     # Our own access line (uvicorn's is off): it runs inside the request-id context, so it is bound.
     started = time.perf_counter()
-    response = await call_next(request)
+    try:
+        response = await call_next(request)
+    except Exception as exc:
+        # Answer the 500 here: Starlette's outer error middleware would re-raise and uvicorn would
+        # drop the keep-alive connection. Reported to Sentry once, logged once, no trace to clients.
+        import sentry_sdk
+
+        sentry_sdk.capture_exception(exc)
+        structlog.get_logger("librarian.api").error(
+            "unhandled error", error=type(exc).__name__, exc_info=(type(exc), exc, exc.__traceback__)
+        )
+        response = JSONResponse(status_code=500, content={"detail": "internal error"})
     log.info(
         "request",
         method=request.method,

@@ -73,6 +73,14 @@ def test_an_api_error_sends_an_event_and_the_client_gets_no_trace(sentry_stack):
         timeout=10, message="no Sentry event for the API error",
     )
     assert events[0]["tags"]["component"] == "api"
+    time.sleep(1.0)
+    same = [e for e in sink.of_type("event")
+            if any(v.get("type") == "SentryDiagnosticError" for v in (e.get("exception") or {}).get("values", []))]
+    assert len(same) == 1, "the API error was reported more than once"
+    # The keep-alive connection survives a 500: the next request on the same client works.
+    with httpx.Client(base_url=base) as client:
+        assert client.post("/api/v1/diagnostics/sentry-error").status_code == 500
+        assert client.get("/health").status_code == 200
 
 
 def test_the_trace_of_the_http_request_continues_into_the_task(sentry_stack):

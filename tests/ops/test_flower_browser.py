@@ -1,0 +1,129 @@
+"""Flower behind basic auth, seen by a real browser: the tasks page lists the tasks we ran.
+
+`librarian flower` runs against a Redis database of its own, with its own worker and API. The
+worker starts with task events off (`worker_send_task_events=False`); Flower turns them on by
+broadcasting `enable_events` every 5 s, which the worker must log before the workload runs — so
+this also proves that Flower's auto-enable works with our worker as configured.
+
+Debian's headless Chromium then loads `http://user:password@host/tasks` (Chromium answers the
+401 challenge with the credentials of the URL and reuses them for the page's AJAX call to
+/tasks/datatable), and the rendered DOM must list every task id and name of the workload.
+With LIBRARIAN_UPDATE_SCREENSHOTS=1 the screenshot is written to docs/img/flower-tasks.png.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import subprocess
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+import pytest
+
+from tests.utils.processes import wait_until
+
+from .helpers import ROOT
+
+pytestmark = pytest.mark.integration
+
+DB = 5  # a Redis database of its own (1-4 other tests, 6 the live Prometheus test, 7-15 reliability)
+SCREENSHOT = ROOT / "docs" / "img" / "flower-tasks.png"
+CHROMIUM_FLAGS = (
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    # Ours: no /dev/shm limits in containers, no scrollbars in the screenshot, and virtual time
+    # that waits for the page's AJAX call before the DOM is dumped or the screenshot taken.
+    "--disable-dev-shm-usage", "--hide-scrollbars", "--virtual-time-budget=15000",
+)
+
+
+def chromium_run(binary: str, profile: Path, *args: str, timeout: float = 90) -> subprocess.CompletedProcess:
+    """One headless Chromium run with a fresh profile; its whole process group dies with it."""
+    profile.mkdir(parents=True, exist_ok=True)
+    argv = [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args]
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, 9)
+        stdout, stderr = process.communicate()
+        raise AssertionError(f"chromium timed out after {timeout}s: {stderr[-2000:]}") from None
+    finally:
+        try:
+            os.killpg(process.pid, 9)  # renderer/GPU helpers left behind, if any
+        except ProcessLookupError:
+            pass
+    return subprocess.CompletedProcess(argv, process.returncode, stdout, stderr)
+
+
+def test_flower_tasks_page_behind_basic_auth_lists_the_workload_in_a_browser(chromium, live_stack, tmp_path):
+    started_at = time.monotonic()
+    stack = live_stack(DB)
+    user, password = stack.flower_auth
+    tasks_url = f"{stack.flower_url}/tasks"
+
+    # Basic auth: nothing without the right credentials.
+    assert httpx.get(tasks_url, timeout=15).status_code == 401
+    assert httpx.get(tasks_url, auth=(user, password + "x"), timeout=15).status_code == 401
+    assert httpx.get(tasks_url, auth=(user, password), timeout=15).status_code == 200
+    assert httpx.get(f"{stack.flower_url}/api/tasks", timeout=15).status_code == 401
+
+    # Flower's periodic enable_events reached our worker (started without task events).
+    stack.worker.wait_for(r"Events of group \{task\} enabled by remote", timeout=45)
+
+    # Workload: demo jobs through the API, a failure and a health check through the broker.
+    expected: dict[str, str] = {}  # task id -> task name
+    with httpx.Client(base_url=stack.api_url, timeout=15) as api:
+        for i in range(3):
+            answer = api.post("/api/v1/tasks/test", params={"message": f"flower-{i}", "steps": 1})
+            assert answer.status_code == 202, answer.text
+            expected[answer.json()["task_id"]] = "librarian.demo.process"
+        failing = stack.producer.send_task("librarian.demo.read_storage", args=["../x"])
+        healthy = stack.producer.send_task("librarian.maintenance.health_check")
+        expected[failing.id] = "librarian.demo.read_storage"
+        expected[healthy.id] = "librarian.maintenance.health_check"
+        api_ids = list(expected)[:3]  # the API answers only for ids it issued
+        wait_until(lambda: all(api.get(f"/api/v1/tasks/{t}").json()["status"] == "SUCCESS" for t in api_ids),
+                   timeout=45, interval=0.3, message=f"the demo tasks never finished:\n{stack.worker.tail()}")
+    healthy.get(timeout=30)
+    wait_until(lambda: failing.state == "FAILURE", timeout=30, interval=0.2,
+               message=f"read_storage never failed:\n{stack.worker.tail()}")
+
+    # Flower has the events of every task before the browser looks.
+    def flower_knows_all() -> dict:
+        tasks = httpx.get(f"{stack.flower_url}/api/tasks", auth=(user, password), timeout=15).json()
+        done = {t: v for t, v in tasks.items() if v.get("state") in ("SUCCESS", "FAILURE")}
+        return tasks if set(expected) <= set(done) else {}
+
+    known = wait_until(flower_knows_all, timeout=30, interval=0.5,
+                       message=f"Flower never saw every task:\n{stack.flower.tail()}")
+    assert known[failing.id]["state"] == "FAILURE"
+
+    # The browser, logged in through the URL's credentials.
+    logged_in_url = f"http://{quote(user)}:{quote(password)}@{tasks_url.split('://', 1)[1]}"
+    dom = ""
+    for _ in range(3):  # a loaded machine may dump before the datatable is drawn: look again
+        result = chromium_run(chromium, tmp_path / "profile-dom", "--dump-dom", logged_in_url)
+        assert result.returncode == 0, result.stderr[-3000:]
+        dom = html.unescape(result.stdout)
+        if all(task_id in dom for task_id in expected):
+            break
+    assert "tasks-table" in dom, dom[:3000]
+    missing = {t: n for t, n in expected.items() if t not in dom}
+    assert not missing, f"not on the rendered tasks page: {missing}\n{dom[:5000]}"
+    for name in set(expected.values()):
+        assert name in dom, name
+    assert "FAILURE" in dom and "SUCCESS" in dom
+
+    screenshot = SCREENSHOT if os.environ.get("LIBRARIAN_UPDATE_SCREENSHOTS") == "1" else tmp_path / "flower-tasks.png"
+    screenshot.parent.mkdir(parents=True, exist_ok=True)
+    result = chromium_run(chromium, tmp_path / "profile-shot", f"--screenshot={screenshot}",
+                          "--window-size=1400,900", logged_in_url)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert screenshot.stat().st_size > 10_000, screenshot  # a real page, not a blank or 401 one
+    print(f"\n[flower-browser] {len(expected)} tasks listed by Flower in headless Chromium; "
+          f"screenshot {screenshot}; {time.monotonic() - started_at:.1f}s in all")
