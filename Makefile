@@ -38,5 +38,18 @@ lock:
 bench-validation: $(STAMP)
 	$(BIN)/python bench/validation.py
 
+# Observability benchmarks (docs/performance.md); extra flags: make bench-e2e BENCH_ARGS="--rate 300"
+bench-overhead: $(STAMP)
+	$(BIN)/python bench/overhead.py $(BENCH_ARGS)
+
+bench-e2e: $(STAMP)
+	$(BIN)/python bench/e2e.py $(BENCH_ARGS)
+
+bench-health: $(STAMP)
+	$(BIN)/python bench/health.py $(BENCH_ARGS)
+
+bench-scrape: $(STAMP)
+	$(BIN)/python bench/scrape.py $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -19,7 +19,6 @@ OUT_DIR = HERE / "dashboards"
 DATASOURCE = {"type": "prometheus", "uid": "librarian-prometheus"}  # provisioning/datasources
 RATE = "$__rate_interval"
 QUANTILES = ("0.5", "0.95", "0.99")
-COMPLETIONS = '__name__=~"librarian_tasks_(succeeded|failed)_total"'  # succeeded + failed, by name
 
 
 # ---------------------------------------------------------------------------------------------
@@ -130,12 +129,13 @@ DASHBOARDS = {
                               "the other states by the workers."),
             panel("Failure ratio by task",
                   (f"sum by (task) (rate(librarian_tasks_failed_total{{{TASKS}}}[{RATE}]))\n/\n"
-                   f"sum by (task) (rate({{{COMPLETIONS}, {TASKS}}}[{RATE}]))", "{{task}}"),
+                   f"(sum by (task) (rate(librarian_tasks_succeeded_total{{{TASKS}}}[{RATE}]))\n+\n"
+                   f"sum by (task) (rate(librarian_tasks_failed_total{{{TASKS}}}[{RATE}])))", "{{task}}"),
                   unit="percentunit",
                   description="failed / (succeeded + failed). Retries are not failures. "
                               "Alert: LibrarianTaskFailureRateHigh."),
             panel("Failures per second by exception",
-                  (f"sum by (exception) (rate(librarian_tasks_failed_total{{{TASKS}}}[{RATE}]))", "{{exception}}"),
+                  (f"sum by (exception) (rate(librarian_task_exceptions_total{{{TASKS}}}[{RATE}]))", "{{exception}}"),
                   unit="ops", stack=True),
             panel("Runtime p50 / p95 / p99", *quantiles("librarian_task_runtime_seconds", TASKS),
                   unit="s", description="From task start to finish, all outcomes. Alert: LibrarianTaskRuntimeP95High."),
@@ -152,7 +152,7 @@ DASHBOARDS = {
                    "{{task}}"),
                   kind="bargauge", instant=True, decimals=0),
             panel("Top exceptions (time range)",
-                  (f"topk(10, sum by (task, exception) (increase(librarian_tasks_failed_total{{{TASKS}}}[$__range])))",
+                  (f"topk(10, sum by (task, exception) (increase(librarian_task_exceptions_total{{{TASKS}}}[$__range])))",
                    "{{task}}: {{exception}}"),
                   kind="bargauge", instant=True, decimals=0),
             panel("Rejected and unknown messages per second",

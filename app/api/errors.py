@@ -48,5 +48,6 @@ def install_error_handlers(app: FastAPI) -> None:
             {"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type", "")}
             for err in exc.errors()
         ]
-        return JSONResponse(status_code=422, content={"detail": "invalid request", "errors": errors})
+        # FastAPI's documented shape (HTTPValidationError in /openapi.json), without echoing input.
+        return JSONResponse(status_code=422, content={"detail": errors})
 

@@ -57,6 +57,8 @@ class Settings(BaseSettings):
 
     MAX_FILE_SIZE_MB: int = 500
     MAX_ITEMS_PER_BATCH: int = 5000
+    # Task messages carry ids, not files: a bigger body is refused by the worker unread.
+    MAX_MESSAGE_BYTES: int = 1024 * 1024
     PIPELINE_RETRY_BACKOFF: int = 2
     RATE_LIMIT_UPLOADS: str = "120/minute"
     REPORT_CACHE_TTL: int = 300

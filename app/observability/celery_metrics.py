@@ -39,6 +39,20 @@ def _labels(task: Any) -> tuple[str, str]:
     return task.name, _queue_of(task.request)
 
 
+# Labelled children, looked up once per label set: prometheus_client's labels() validates, converts
+# and takes a lock on every call, a few microseconds each, several times per task. Label values are
+# bounded by design (task names, queues, outcomes, exception classes), and so is this cache. The
+# children's multiprocess values re-open their files by themselves after fork().
+_children: dict[tuple[Any, tuple[str, ...]], Any] = {}
+
+
+def _child(metric: Any, *labels: str) -> Any:
+    child = _children.get((metric, labels))
+    if child is None:
+        child = _children[(metric, labels)] = metric.labels(*labels)
+    return child
+
+
 @signals.before_task_publish.connect
 def _on_publish(sender: str | None = None, headers: dict | None = None, routing_key: str | None = None, **_: Any) -> None:
     if headers is not None:
@@ -49,21 +63,21 @@ def _on_publish(sender: str | None = None, headers: dict | None = None, routing_
         request_id = correlation_id.get() or structlog.contextvars.get_contextvars().get("request_id")
         if request_id and REQUEST_ID not in headers:
             headers[REQUEST_ID] = request_id
-    m.TASKS_SENT.labels(sender or "unknown", m.queue_label(routing_key)).inc()
+    _child(m.TASKS_SENT, sender or "unknown", m.queue_label(routing_key)).inc()
 
 
 @signals.task_received.connect
 def _on_received(request: Any = None, **_: Any) -> None:
-    m.TASKS_RECEIVED.labels(request.name, _queue_of(request)).inc()
+    _child(m.TASKS_RECEIVED, request.name, _queue_of(request)).inc()
 
 
-def _due_time(task: Any) -> float | None:
+def _due_time(request: Any) -> float | None:
     """When the task could first start: its publish time, or its ETA if that is later."""
-    published = _request_header(task.request, PUBLISHED_AT)
+    published = _request_header(request, PUBLISHED_AT)
     if published is None:
         return None
     due = float(published)
-    eta = getattr(task.request, "eta", None)
+    eta = getattr(request, "eta", None)
     if eta:
         try:
             due = max(due, datetime.fromisoformat(str(eta)).timestamp())
@@ -74,12 +88,13 @@ def _due_time(task: Any) -> float | None:
 
 @signals.task_prerun.connect
 def _on_prerun(task_id: str | None = None, task: Any = None, **_: Any) -> None:
-    labels = _labels(task)
-    m.TASKS_STARTED.labels(*labels).inc()
+    request = task.request  # one context-stack lookup, not one per use
+    labels = (task.name, _queue_of(request))
+    _child(m.TASKS_STARTED, *labels).inc()
     m.TASKS_ACTIVE.inc()
-    due = _due_time(task)
+    due = _due_time(request)
     if due is not None:
-        m.TASK_QUEUE_WAIT.labels(*labels).observe(max(0.0, time.time() - due))
+        _child(m.TASK_QUEUE_WAIT, *labels).observe(max(0.0, time.time() - due))
     if task_id:
         _started[task_id] = time.perf_counter()
 
@@ -93,28 +108,30 @@ def _on_postrun(task_id: str | None = None, task: Any = None, state: str | None 
     started = _started.pop(task_id, None) if task_id else None
     if started is not None:
         outcome = _OUTCOME.get(state or "", "failure")
-        m.TASK_RUNTIME.labels(*_labels(task), outcome).observe(time.perf_counter() - started)
+        _child(m.TASK_RUNTIME, *_labels(task), outcome).observe(time.perf_counter() - started)
 
 
 @signals.task_success.connect
 def _on_success(sender: Any = None, **_: Any) -> None:
-    m.TASKS_SUCCEEDED.labels(*_labels(sender)).inc()
+    _child(m.TASKS_SUCCEEDED, *_labels(sender)).inc()
 
 
 @signals.task_failure.connect
 def _on_failure(sender: Any = None, exception: BaseException | None = None, **_: Any) -> None:
-    m.TASKS_FAILED.labels(*_labels(sender), type(exception).__name__).inc()
+    labels = _labels(sender)
+    _child(m.TASKS_FAILED, *labels).inc()
+    _child(m.TASK_EXCEPTIONS, *labels, type(exception).__name__).inc()
 
 
 @signals.task_retry.connect
 def _on_retry(sender: Any = None, request: Any = None, **_: Any) -> None:
-    m.TASKS_RETRIED.labels(sender.name, _queue_of(request)).inc()
+    _child(m.TASKS_RETRIED, sender.name, _queue_of(request)).inc()
 
 
 @signals.task_revoked.connect
 def _on_revoked(sender: Any = None, request: Any = None, **_: Any) -> None:
     name = getattr(sender, "name", None) or getattr(request, "name", None) or "unknown"
-    m.TASKS_REVOKED.labels(name, _queue_of(request)).inc()
+    _child(m.TASKS_REVOKED, name, _queue_of(request)).inc()
 
 
 @signals.task_rejected.connect
@@ -127,7 +144,7 @@ def _on_rejected(exc: BaseException | None = None, **_: Any) -> None:
         reason = "content_disallowed"
     else:
         reason = "invalid"
-    m.TASKS_REJECTED.labels(reason).inc()
+    _child(m.TASKS_REJECTED, reason).inc()
 
 
 @signals.task_unknown.connect

@@ -5,15 +5,17 @@ from __future__ import annotations
 import logging
 import logging.config
 import sys
+from functools import lru_cache
 from typing import Any
 
 import structlog
 import structlog.tracebacks
 
-from app.core.config import settings
+from app.core.config import mask_url, settings
 
 SECRET_KEYS = ("password", "secret", "token", "dsn", "authorization")
 _service = "librarian"
+_correlation_id: Any = None  # asgi_correlation_id's ContextVar, imported on first use
 
 
 def _add_service(_logger: Any, _name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
@@ -24,20 +26,28 @@ def _add_service(_logger: Any, _name: str, event_dict: dict[str, Any]) -> dict[s
 def _add_request_id(_logger: Any, _name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
     """The API's request id (asgi-correlation-id) on every line logged while serving a request."""
     if not event_dict.get("request_id"):
-        from asgi_correlation_id import correlation_id
+        global _correlation_id
+        if _correlation_id is None:
+            from asgi_correlation_id import correlation_id
 
-        request_id = correlation_id.get()
+            _correlation_id = correlation_id
+        request_id = _correlation_id.get()
         if request_id:
             event_dict["request_id"] = request_id
     return event_dict
 
 
+@lru_cache(maxsize=4096)
+def _is_secret_key(key: str) -> bool:
+    # Log lines reuse a handful of keys: decide once per key, not once per key per line.
+    lowered = key.lower()
+    return any(word in lowered for word in SECRET_KEYS)
+
+
 def _mask_secrets(_logger: Any, _name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
     """Never log a secret: mask values of secret-looking keys and passwords inside URLs."""
-    from app.core.config import mask_url
-
     for key, value in list(event_dict.items()):
-        if any(word in key.lower() for word in SECRET_KEYS) and value:
+        if _is_secret_key(key) and value:
             event_dict[key] = "***"
         elif isinstance(value, str) and "://" in value and "@" in value:
             event_dict[key] = mask_url(value)

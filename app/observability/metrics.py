@@ -23,7 +23,12 @@ TASKS_SENT = Counter("librarian_tasks_sent", "Tasks published to the broker", TA
 TASKS_RECEIVED = Counter("librarian_tasks_received", "Tasks a worker took from the broker", TASK_LABELS)
 TASKS_STARTED = Counter("librarian_tasks_started", "Tasks that began executing", TASK_LABELS)
 TASKS_SUCCEEDED = Counter("librarian_tasks_succeeded", "Tasks that finished successfully", TASK_LABELS)
-TASKS_FAILED = Counter("librarian_tasks_failed", "Tasks that ended in failure", (*TASK_LABELS, "exception"))
+# Failures per task (created at 0, so rate() sees the very first one) and, separately, their
+# breakdown by exception class (those series can only appear with their first failure).
+TASKS_FAILED = Counter("librarian_tasks_failed", "Tasks that ended in failure", TASK_LABELS)
+TASK_EXCEPTIONS = Counter(
+    "librarian_task_exceptions", "Task failures by exception class", (*TASK_LABELS, "exception")
+)
 TASKS_RETRIED = Counter("librarian_tasks_retried", "Task attempts that asked for a retry", TASK_LABELS)
 TASKS_REVOKED = Counter("librarian_tasks_revoked", "Tasks revoked before or while running", TASK_LABELS)
 TASKS_REJECTED = Counter("librarian_tasks_rejected", "Messages refused by the worker", ("reason",))
@@ -50,7 +55,7 @@ PIPELINE_DEAD_LETTER = Counter(
     "librarian_pipeline_dead_letter", "Items that ended in <stage>_failed after their retries", ("stage",)
 )
 
-REJECT_REASONS = ("content_disallowed", "invalid", "unknown_format", "decode_error")
+REJECT_REASONS = ("content_disallowed", "invalid", "unknown_format", "decode_error", "oversize")
 
 
 def queue_label(queue: str | None) -> str:
@@ -62,7 +67,7 @@ def initialise_task_series(tasks: dict[str, str]) -> None:
     """Create the counters of known tasks at 0 so series exist before the first event."""
     for name, queue in tasks.items():
         labels = (name, queue_label(queue))
-        for counter in (TASKS_SENT, TASKS_RECEIVED, TASKS_STARTED, TASKS_SUCCEEDED, TASKS_RETRIED, TASKS_REVOKED):
+        for counter in (TASKS_SENT, TASKS_RECEIVED, TASKS_STARTED, TASKS_SUCCEEDED, TASKS_FAILED, TASKS_RETRIED, TASKS_REVOKED):
             counter.labels(*labels)
     for reason in REJECT_REASONS:
         TASKS_REJECTED.labels(reason)

@@ -55,6 +55,9 @@ def create_celery_app() -> Celery:
         worker_max_memory_per_child=settings.WORKER_MAX_MEMORY_PER_CHILD_MB * 1024,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
+        # A task whose pool child dies (OOM killer, segfault) is retried like a failure, up to its
+        # max_retries, instead of being requeued forever by reject_on_worker_lost.
+        task_retry_on_worker_lost=True,
         result_expires=settings.RESULT_EXPIRES,
         result_extended=True,
         broker_connection_retry_on_startup=True,

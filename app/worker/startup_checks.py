@@ -12,8 +12,14 @@ from app.core.config import settings
 log = structlog.get_logger("librarian.worker.startup")
 
 
-class UnsafeConfigurationError(RuntimeError):
-    """A configuration that would make Redis redeliver running tasks."""
+class UnsafeConfigurationError(SystemExit):
+    """A configuration that would make Redis redeliver running tasks.
+
+    A SystemExit, not a RuntimeError: the check runs in a `worker_init` signal receiver, and
+    Celery's signal dispatcher logs and swallows every Exception a receiver raises, so an ordinary
+    exception left the unsafe worker running. SystemExit goes through it and stops the worker
+    before its pool starts (exit status 1, the reason on stderr and in the log).
+    """
 
 
 def longest_hard_limit(app: Celery) -> int:
@@ -30,11 +36,13 @@ def check_visibility_timeout(app: Celery) -> None:
     visibility = int(app.conf.broker_transport_options.get("visibility_timeout", 3600))
     needed = longest_hard_limit(app) + settings.MAX_TASK_COUNTDOWN
     if visibility <= needed:
-        raise UnsafeConfigurationError(
+        reason = (
             f"BROKER_VISIBILITY_TIMEOUT={visibility}s must be larger than the longest hard time "
             f"limit plus MAX_TASK_COUNTDOWN ({needed}s): otherwise Redis redelivers a running "
             f"task to a second worker."
         )
+        log.critical("unsafe configuration, worker not started", reason=reason)
+        raise UnsafeConfigurationError(reason)
 
 
 def check_broker_durability(client: Any) -> list[str]:

@@ -71,11 +71,13 @@ def test_counters_and_histograms_match_the_workload(isolated):
     assert value(s, "librarian_tasks_started_total", **health) == N_HEALTH
     assert value(s, "librarian_tasks_succeeded_total", **health) == N_HEALTH
     assert value(s, "librarian_tasks_succeeded_total", **demo) == N_DEMO
-    assert value(s, "librarian_tasks_failed_total", **storage, exception="StoragePathError") == M_FAIL
+    assert value(s, "librarian_tasks_failed_total", **storage) == M_FAIL
+    assert value(s, "librarian_task_exceptions_total", **storage, exception="StoragePathError") == M_FAIL
     assert value(s, "librarian_tasks_received_total", **transient) == attempts
     assert value(s, "librarian_tasks_started_total", **transient) == attempts
     assert value(s, "librarian_tasks_retried_total", **transient) == K_RETRYING * MAX_RETRIES
-    assert value(s, "librarian_tasks_failed_total", **transient, exception="TransientError") == K_RETRYING
+    assert value(s, "librarian_tasks_failed_total", **transient) == K_RETRYING
+    assert value(s, "librarian_task_exceptions_total", **transient, exception="TransientError") == K_RETRYING
     assert value(s, "librarian_tasks_revoked_total", task="librarian.demo.db_roundtrip") == R_REVOKED
     assert value(s, "librarian_tasks_started_total", task="librarian.demo.db_roundtrip") == 0
     # Totals across everything the worker did.
@@ -96,6 +98,7 @@ def test_counters_of_known_tasks_exist_at_zero_before_any_event(isolated):
     s = scrape(worker.metrics_url)
     never_succeeded = ("librarian_tasks_succeeded_total", (("queue", "default"), ("task", "librarian.demo.db_roundtrip")))
     assert s[never_succeeded] == 0  # the series exists although that task only ever got revoked
+    assert s[("librarian_tasks_failed_total", (("queue", "default"), ("task", "librarian.demo.db_roundtrip")))] == 0
     names = {dict(labels).get("task") for (name, labels) in s if name == "librarian_tasks_failed_total"} | {
         dict(labels).get("task") for (name, labels) in s if name == "librarian_tasks_revoked_total"
     }

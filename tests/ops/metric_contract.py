@@ -39,7 +39,9 @@ METRICS: tuple[Metric, ...] = (
     Metric("librarian_tasks_succeeded_total", "counter", TASK, "librarian", WORKER),
     Metric("librarian_tasks_retried_total", "counter", TASK, "librarian", WORKER),
     Metric("librarian_tasks_revoked_total", "counter", TASK, "librarian", WORKER),
-    Metric("librarian_tasks_failed_total", "counter", (*TASK, "exception"), "librarian", WORKER),
+    # failed: created at 0 per known task so rate() sees the first failure; exceptions: the breakdown.
+    Metric("librarian_tasks_failed_total", "counter", TASK, "librarian", WORKER),
+    Metric("librarian_task_exceptions_total", "counter", (*TASK, "exception"), "librarian", WORKER),
     Metric("librarian_tasks_rejected_total", "counter", ("reason",), "librarian", WORKER),
     Metric("librarian_tasks_unknown_total", "counter", (), "librarian", WORKER),
     Metric("librarian_task_runtime_seconds", "histogram", (*TASK, "outcome"), "librarian", WORKER),

@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
+from starlette.concurrency import run_in_threadpool
 from pydantic import BaseModel
 from sqlmodel import col, func, select
 
@@ -96,6 +97,12 @@ async def create_batch(request: Request, session: SessionDep, client: RedisDep) 
         request, incoming_dir=settings.storage_dir / ".incoming", max_file_bytes=settings.max_file_size_bytes,
         max_files=settings.MAX_ITEMS_PER_BATCH, too_many_status=422,
     )
+    # Everything after the body arrived blocks (disk, database, broker): off the event loop.
+    return await run_in_threadpool(_store_and_enqueue, request, batch_id, files, fields, session, client)
+
+
+def _store_and_enqueue(request: Request, batch_id: uuid.UUID, files: list[Any], fields: dict[str, str],
+                       session: SessionDep, client: RedisDep) -> BatchCreated:
     if not files:
         raise HTTPException(422, detail="no files: send them in the multipart field 'files'")
     owner = (fields.get("owner") or request.headers.get("x-librarian-user") or "").strip()[:100] or None

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from celery.result import AsyncResult
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import CeleryDep, RedisDep, SessionDep
 from app.api.ratelimit import rate_limit, upload_limiter
@@ -77,6 +78,13 @@ async def upload_part(request: Request, session: SessionDep, celery: CeleryDep, 
     files, fields = await receive_files(
         request, incoming_dir=incoming, max_file_bytes=settings.max_file_size_bytes, max_files=1
     )
+    # Everything after the body arrived blocks (disk, database, broker): off the event loop.
+    return await run_in_threadpool(_store_and_enqueue, request, files, fields, session, celery, client)
+
+
+def _store_and_enqueue(request: Request, files: list[Any], fields: dict[str, str], session: SessionDep,
+                       celery: CeleryDep, client: RedisDep) -> PartSubmitted:
+    target = None
     try:
         received = _single_3dm(files)
         owner = (fields.get("owner") or request.headers.get("x-librarian-user") or "").strip()[:100] or None
@@ -85,13 +93,15 @@ async def upload_part(request: Request, session: SessionDep, celery: CeleryDep, 
         target = resolve_in_storage(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(received.temp_path, target)
+        part = crud.create_part(
+            session, part_id=part_id, filename=received.filename, storage_key=key,
+            size_bytes=received.size, sha256=received.sha256, owner=owner,
+        )
     except BaseException:
         discard(files)
+        if target is not None:
+            target.unlink(missing_ok=True)  # a refused upload leaves no file behind
         raise
-    part = crud.create_part(
-        session, part_id=part_id, filename=received.filename, storage_key=key,
-        size_bytes=received.size, sha256=received.sha256, owner=owner,
-    )
     try:
         task_id = enqueue_validation(session, celery, client, part)
     except DependencyUnavailable:

@@ -100,7 +100,7 @@ def _bump(key: str, task_id: str | None, value: str = "") -> int:
         return record.writes
 
 
-@celery_app.task(bind=True, name="librarian.demo.sleep")
+@celery_app.task(bind=True, name="librarian.demo.sleep", default_retry_delay=1)
 def sleep_task(self: Task, seconds: float, key: str | None = None) -> dict:
     """Sleeps `seconds`. With a key, counts its starts in row `{key}:start` and its ends in `{key}`."""
     if key:
