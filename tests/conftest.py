@@ -51,6 +51,15 @@ class Broker:
     def port(self) -> int:
         return urlsplit(self.url).port or 6379
 
+    def db_url(self, db: int, *, flush: bool = True) -> str:
+        """The URL of database `db` on this server (flushed): a test's own queues and keys."""
+        import redis
+
+        url = self.url.rsplit("/", 1)[0] + f"/{db}"
+        if flush:
+            redis.Redis.from_url(url, socket_timeout=5).flushdb()
+        return url
+
     def client(self, **kwargs):  # type: ignore[no-untyped-def]
         import redis
 

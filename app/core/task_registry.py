@@ -19,5 +19,4 @@ def forget_issued(client: redis.Redis, task_id: str) -> None:
 
 def issued_task_name(client: redis.Redis, task_id: str) -> str | None:
     """The task name recorded for this id, or None when Librarian never issued it (or it expired)."""
-    value = client.get(f"{KEY_PREFIX}{task_id}")
-    return value if value is None or isinstance(value, str) else value.decode()
+    return client.get(f"{KEY_PREFIX}{task_id}")  # the shared pool decodes responses

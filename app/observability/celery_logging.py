@@ -15,10 +15,9 @@ import structlog
 from celery import signals
 from celery.exceptions import SoftTimeLimitExceeded
 
-from app.observability.celery_metrics import REQUEST_ID, _queue_of, _request_header
+from app.observability.celery_metrics import REQUEST_ID, _queue_of, _request_header, started_at
 
 log = structlog.get_logger("librarian.task")
-_started: dict[str, float] = {}
 
 
 def quiet_celery_task_lines() -> None:
@@ -53,13 +52,13 @@ def _received(request: Any = None, **_: Any) -> None:
 @signals.task_prerun.connect
 def _prerun(task_id: str | None = None, task: Any = None, **_: Any) -> None:
     _bind(task)
-    if task_id:
-        _started[task_id] = time.perf_counter()
     log.info("task started")
 
 
 def _runtime(task_id: str | None) -> float | None:
-    started = _started.pop(task_id, None) if task_id else None
+    # One start time per task, kept by the metrics receivers (success/failure/retry signals are
+    # sent before task_postrun, where they drop it).
+    started = started_at(task_id)
     return round(time.perf_counter() - started, 6) if started is not None else None
 
 

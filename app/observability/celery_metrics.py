@@ -21,6 +21,11 @@ REQUEST_ID = "librarian_request_id"
 _started: dict[str, float] = {}  # task id → perf_counter at prerun, in the pool child
 
 
+def started_at(task_id: str | None) -> float | None:
+    """When the running task started (perf_counter), for the log lines sent before postrun pops it."""
+    return _started.get(task_id) if task_id else None
+
+
 def _request_header(request: Any, key: str) -> Any:
     """A custom message header: an attribute of a task's Context, a key of a worker Request's dict."""
     value = getattr(request, key, None)

@@ -20,7 +20,7 @@ def up_stack(broker):
     api_port = free_port()
     var = TMP / "up-var"
     env = stack_env(
-        REDIS_URL=broker.url.rsplit("/", 1)[0] + "/1",  # its own database: no task stealing
+        REDIS_URL=broker.db_url(1),  # its own database: no task stealing
         API_PORT=str(api_port),
         VAR_DIR=str(var),
         DATABASE_URL=f"sqlite:///{var / 'up.db'}",

@@ -16,11 +16,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def own_db_url(broker):
-    url = broker.url.rsplit("/", 1)[0] + "/3"
-    import redis
-
-    redis.Redis.from_url(url).flushdb()
-    return url
+    return broker.db_url(3)
 
 
 def test_celery_health_follows_a_worker_through_sigkill_and_restart(own_db_url):

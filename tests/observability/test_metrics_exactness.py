@@ -21,10 +21,7 @@ MAX_RETRIES = 3  # of librarian.demo.always_transient
 @pytest.fixture(scope="module")
 def isolated(broker):
     """A worker and a producer on their own Redis database, so no other test's tasks count."""
-    url = broker.url.rsplit("/", 1)[0] + "/2"
-    import redis
-
-    redis.Redis.from_url(url).flushdb()
+    url = broker.db_url(2)
     from app.worker.celery_app import celery_app
 
     producer = Celery("exactness", set_as_current=False)

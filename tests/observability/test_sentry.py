@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def sentry_stack(broker):
     sink = SentrySink()
-    url = broker.url.rsplit("/", 1)[0] + "/4"
+    url = broker.db_url(4)
     env = stack_env(REDIS_URL=url, SENTRY_DSN=sink.dsn, SENTRY_TRACES_SAMPLE_RATE="1.0")
     api, base = start_api("api-sentry", env=env)
     worker = start_worker("sentry", env=env)

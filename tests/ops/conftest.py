@@ -148,11 +148,7 @@ def live_stack(broker) -> Iterator[Callable[..., LiveStack]]:
     producers: list[Celery] = []
 
     def start(db: int, worker_extra: tuple[str, ...] = ()) -> LiveStack:  # extra `librarian worker` args
-        import redis
-
-        url = broker.url.rsplit("/", 1)[0] + f"/{db}"
-        with redis.Redis.from_url(url, socket_timeout=5) as client:
-            client.flushdb()  # no heartbeats, results or messages of an earlier run
+        url = broker.db_url(db)  # flushed: no heartbeats, results or messages of an earlier run
         tag = secrets.token_hex(3)
         flower_user, flower_password = "ops", secrets.token_hex(12)
         metrics_password = secrets.token_hex(12)

@@ -38,12 +38,8 @@ def report(scenario: str, **figures: Any) -> None:
 
 def redis_db_url(broker: Any, db: int) -> str:
     """The session broker's database `db` (7–15 are the reliability suite's), flushed."""
-    import redis
-
     assert 7 <= db <= 15, "the reliability suite owns Redis databases 7-15"
-    url = broker.url.rsplit("/", 1)[0] + f"/{db}"
-    redis.Redis.from_url(url, socket_timeout=5).flushdb()
-    return url
+    return broker.db_url(db)
 
 
 def own_valkey(name: str, *, password: str, port: int | None = None, **config: Any):  # type: ignore[no-untyped-def]

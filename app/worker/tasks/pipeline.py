@@ -21,7 +21,7 @@ from app.core.agents import OWNER_HEADER
 from app.core.config import settings
 from app.core.db import session_scope
 from app.core.storage import resolve_in_storage
-from app.models import PIPELINE_STAGES, STAGE_DONE, BatchItem, Part, PartStatus, utcnow
+from app.models import PIPELINE_STAGES, STAGE_DONE, Batch, BatchItem, Part, PartStatus, utcnow
 from app.observability.metrics import PIPELINE_DEAD_LETTER, PIPELINE_ITEMS
 from app.pipeline import stages
 from app.worker.base import LibrarianTask
@@ -89,8 +89,6 @@ def _publish(item_id: str, outputs: dict[str, Any]) -> dict[str, Any]:
     passed = bool((report.get("summary") or {}).get("passed"))
     with session_scope() as session:
         item = session.get(BatchItem, uuid.UUID(item_id))
-        from app.models import Batch
-
         batch = session.get(Batch, item.batch_id)
         part = session.get(Part, item.id)
         values = {
