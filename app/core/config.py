@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     MAX_TASK_COUNTDOWN: int = 60 * 60
     BROKER_VISIBILITY_TIMEOUT: int = 2 * 60 * 60
     RESULT_EXPIRES: int = 3600
+    # A task message missing from every queue and from `unacked` (its worker was killed between
+    # taking it and recording it) is republished once seen missing on two sweeps this far apart.
+    # 0 turns the publish journal and its recovery off (plain kombu Redis transport).
+    BROKER_RECOVERY_GRACE: float = 30.0
     SUBMIT_TIMEOUT: float = 2.0
 
     MAX_FILE_SIZE_MB: int = 500

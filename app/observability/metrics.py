@@ -33,6 +33,9 @@ TASKS_RETRIED = Counter("librarian_tasks_retried", "Task attempts that asked for
 TASKS_REVOKED = Counter("librarian_tasks_revoked", "Tasks revoked before or while running", TASK_LABELS)
 TASKS_REJECTED = Counter("librarian_tasks_rejected", "Messages refused by the worker", ("reason",))
 TASKS_UNKNOWN = Counter("librarian_tasks_unknown", "Messages naming a task the worker does not know")
+MESSAGES_RECOVERED = Counter(
+    "librarian_messages_recovered", "Task messages republished after the worker that took them died before recording them"
+)
 
 TASK_RUNTIME = Histogram(
     "librarian_task_runtime_seconds", "Task run time, by outcome", (*TASK_LABELS, "outcome"),

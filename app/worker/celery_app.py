@@ -9,6 +9,7 @@ from celery import Celery
 from kombu import Exchange, Queue
 
 from app.core.config import QUEUES, settings
+from app.worker.transport import transport_for
 
 TASK_MODULES = [
     "app.worker.tasks.diagnostics",
@@ -61,6 +62,9 @@ def create_celery_app() -> Celery:
         result_expires=settings.RESULT_EXPIRES,
         result_extended=True,
         broker_connection_retry_on_startup=True,
+        # kombu's Redis transport plus a publish journal, so a message is not lost with a worker
+        # killed between taking it and recording it as unacknowledged (app/worker/transport.py).
+        broker_transport=transport_for(settings.broker_url) if settings.BROKER_RECOVERY_GRACE > 0 else None,
         broker_connection_timeout=settings.SUBMIT_TIMEOUT,
         worker_cancel_long_running_tasks_on_connection_loss=True,
         broker_transport_options={
@@ -68,6 +72,7 @@ def create_celery_app() -> Celery:
             "socket_connect_timeout": settings.REDIS_SOCKET_TIMEOUT,
             "socket_timeout": 10,
             "retry_on_timeout": True,
+            "journal_queues": tuple(QUEUES),
         },
         redis_socket_connect_timeout=settings.REDIS_SOCKET_TIMEOUT,
         redis_socket_timeout=5,

@@ -120,6 +120,20 @@ def _stop_heartbeat(**_: Any) -> None:
 
 
 @signals.worker_ready.connect
+def _start_recovery(sender: Any = None, **_: Any) -> None:
+    from app.worker import recovery
+
+    recovery.start(sender.app)
+
+
+@signals.worker_shutdown.connect
+def _stop_recovery(**_: Any) -> None:
+    from app.worker import recovery
+
+    recovery.stop()
+
+
+@signals.worker_ready.connect
 def _start_pause_listener(**_: Any) -> None:
     from app.worker.pause import registry
 

@@ -28,6 +28,7 @@ FAST_REDELIVERY = {
     "TASK_TIME_LIMIT": "4",
     "TASK_SOFT_TIME_LIMIT": "3",
     "MAX_TASK_COUNTDOWN": "2",
+    "BROKER_RECOVERY_GRACE": "2",
 }
 
 
@@ -248,8 +249,13 @@ class Stack:
                     score = client.zscore("unacked_index", tag)
                     age = round(time.time() - score, 1) if score else None
                     where[task_id] = f"unacked (age {age}s)"
+        journaled = {task_id for task_id in wanted for raw in client.hvals("librarian:journal")
+                     if task_id.encode() in raw}
+        for task_id in wanted:
+            if where[task_id] == "nowhere" and task_id in journaled:
+                where[task_id] = "nowhere but the journal (recoverable)"
         return {"where": where, "unacked_mutex_ttl": client.ttl("unacked_mutex"),
-                "unacked": client.hlen("unacked")}
+                "unacked": client.hlen("unacked"), "journal": client.hlen("librarian:journal")}
 
     # -- database -------------------------------------------------------------------------------
 
