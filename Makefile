@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help install run test test-fast lock clean bench-validation bench-overhead bench-health
+.PHONY: help install run test test-fast lock clean bench-validation bench-overhead bench-health bench-e2e bench-scrape
 
 help:
 	@echo "make run      set up .venv and run API, worker, beat, Flower and an embedded Valkey"

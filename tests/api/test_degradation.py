@@ -93,8 +93,11 @@ def test_redis_outage_degrades_gracefully_and_recovers(stack, own_broker, models
         )
         # The worker reconnects on its own with kombu's growing retry interval (up to tens of
         # seconds after a long outage on a loaded machine): generous, but no restart allowed.
-        wait_until(lambda: httpx.get(f"{base}/api/v1/tasks/{task_id}").json()["status"] == "SUCCESS", timeout=90,
-                   message="the worker did not recover")
+        try:
+            wait_until(lambda: httpx.get(f"{base}/api/v1/tasks/{task_id}").json()["status"] == "SUCCESS", timeout=90,
+                       message="the worker did not recover")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; worker output (tail):\n{worker.output()[-6000:]}") from None
         assert worker.alive()
         wait_until(lambda: httpx.get(f"{base}/health").json()["status"] == "ok", timeout=15)
     finally:
