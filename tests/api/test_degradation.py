@@ -46,9 +46,6 @@ def upload(base: str, content: bytes) -> httpx.Response:
     return httpx.post(f"{base}/api/v1/parts", files={"file": ("m.3dm", content)}, timeout=10)
 
 
-@pytest.mark.xfail(strict=False, reason="open (see the #7 notes): after the broker restart the worker sometimes "
-                   "never runs the new task within 90 s when the whole suite runs (passes alone, and "
-                   "tests/reliability/test_broker_outage.py recovers in ~1 s); cause not found yet")
 def test_redis_outage_degrades_gracefully_and_recovers(stack, own_broker, models):
     api, base, worker = stack
     content = models["valid_part"].read_bytes()
