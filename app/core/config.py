@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     # its current task (Celery's worker_max_memory_per_child), so memory stays bounded.
     WORKER_MAX_MEMORY_PER_CHILD_MB: int = 1024
     WORKER_QUEUES: str = ",".join(QUEUES)
+    # A live worker with free pool slots that took nothing for this long while a message waited
+    # longer than that in one of its queues is reported `stalled` by /health-check/celery.
+    WORKER_STALL_SECONDS: float = 120.0
     WORKER_METRICS_PORT: int = 9808
     WORKER_METRICS_HOST: str = "127.0.0.1"
     API_HOST: str = "127.0.0.1"

@@ -32,7 +32,9 @@ TTL_SECONDS = 6
 log = structlog.get_logger("librarian.worker.heartbeat")
 
 
-def heartbeat_payload(hostname: str, pool_size: int, last_task_at: float | None) -> dict[str, Any]:
+def heartbeat_payload(
+    hostname: str, pool_size: int, last_task_at: float | None, started_at: float | None = None
+) -> dict[str, Any]:
     from celery.worker import state
 
     from app import __version__
@@ -45,6 +47,7 @@ def heartbeat_payload(hostname: str, pool_size: int, last_task_at: float | None)
         "active_tasks": len(state.active_requests),
         "version": __version__,
         "last_task_at": last_task_at,
+        "started_at": started_at,
         "timestamp": time.time(),
     }
 
@@ -57,6 +60,7 @@ class Heartbeat:
         self.pool_size = pool_size
         self.interval = interval
         self.last_task_at: float | None = None
+        self.started_at = time.time()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="librarian-heartbeat", daemon=True)
         self._failing = False
@@ -84,7 +88,7 @@ class Heartbeat:
     def beat_once(self) -> None:
         from app.core.redis import get_redis
 
-        payload = heartbeat_payload(self.hostname, self.pool_size, self.last_task_at)
+        payload = heartbeat_payload(self.hostname, self.pool_size, self.last_task_at, self.started_at)
         now = time.time()
         pipe = get_redis().pipeline(transaction=False)  # one round trip, as a single SET was
         pipe.set(self.key, json.dumps(payload), ex=int(TTL_SECONDS))
@@ -123,3 +127,42 @@ def live_workers(client: Any) -> list[dict[str, Any]]:
             except ValueError:
                 continue
     return sorted(workers, key=lambda w: w.get("hostname", ""))
+
+
+def oldest_waiting(client: Any, queues: list[str]) -> dict[str, float]:
+    """Publish time of the message each queue hands out next (its tail), where Librarian stamped one."""
+    from app.observability.celery_metrics import PUBLISHED_AT
+
+    pipe = client.pipeline(transaction=False)
+    for queue in queues:
+        pipe.lindex(queue, -1)
+    oldest = {}
+    for queue, raw in zip(queues, pipe.execute()):
+        try:
+            oldest[queue] = float(json.loads(raw)["headers"][PUBLISHED_AT])
+        except (TypeError, ValueError, KeyError):
+            continue  # empty queue, or a message from a producer that does not stamp it
+    return oldest
+
+
+def mark_stalled(client: Any, workers: list[dict[str, Any]], stall_seconds: float) -> None:
+    """Set `stalled` on each live worker that has free pool slots and has taken nothing for
+    `stall_seconds` while a message has waited longer than that in one of its queues.
+
+    Its heartbeat alone cannot tell: Celery workers have been seen to reconnect after a broker
+    outage and then never consume again while staying otherwise healthy (celery/celery#10205,
+    #10302). Restarting such a worker is the remedy (docs/runbook.md, LibrarianQueueBacklog).
+    """
+    now = time.time()
+    queues = sorted({q for w in workers for q in w.get("queues") or []})
+    oldest = oldest_waiting(client, queues) if queues else {}
+    for worker in workers:
+        idle_since = max(worker.get("last_task_at") or 0.0, worker.get("started_at") or now)
+        waiting = [q for q in worker.get("queues") or [] if q in oldest and now - oldest[q] > stall_seconds]
+        worker["stalled"] = bool(
+            waiting
+            and now - idle_since > stall_seconds
+            and (worker.get("active_tasks") or 0) < (worker.get("pool_size") or 1)
+        )
+        if worker["stalled"]:
+            worker["stalled_queues"] = waiting

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from app.api.deps import CeleryDep, RedisDep
 from app.core.config import mask_url, settings
 from app.core.db import ping_db
-from app.worker.heartbeat import live_workers
+from app.worker.heartbeat import live_workers, mark_stalled
 
 router = APIRouter(tags=["health"])
 
@@ -39,6 +39,13 @@ def _workers_status(client: Any) -> dict[str, Any]:
         return {"status": "down", "workers": [], "error": type(exc).__name__}
     if not workers:
         return {"status": "down", "workers": [], "error": "no live worker heartbeat"}
+    try:
+        mark_stalled(client, workers, settings.WORKER_STALL_SECONDS)
+    except Exception as exc:
+        return {"status": "down", "workers": workers, "error": type(exc).__name__}
+    if all(w["stalled"] for w in workers):
+        return {"status": "down", "count": len(workers), "workers": workers,
+                "error": "every live worker is stalled: messages wait and none is taken"}
     return {"status": "ok", "count": len(workers), "workers": workers}
 
 
