@@ -62,17 +62,16 @@ class LostMessageRecovery:
             connection.release()
 
     def sweep(self, channel: Any) -> list[str]:
-        if not hasattr(channel, "recover_lost_messages"):
-            return []  # not the journaling transport (BROKER_RECOVERY_GRACE=0 or a non-Redis broker)
-        raw = channel._raw()
-        lock = channel._k(LOCK_KEY)
-        if not raw.set(lock, self._token, nx=True, px=int(self.interval * 2000)):
+        if not getattr(channel, "journaling", False):
+            return []  # not the journaling transport (BROKER_RECOVERY_GRACE=0, a key prefix, another broker)
+        client = channel.plain_client
+        if not client.set(LOCK_KEY, self._token, nx=True, px=int(self.interval * 2000)):
             return []  # another worker is sweeping
         try:
             republished = channel.recover_lost_messages(self.grace)
         finally:
-            if raw.get(lock) == self._token.encode():
-                raw.delete(lock)
+            if client.get(LOCK_KEY) == self._token.encode():
+                client.delete(LOCK_KEY)
         if republished:
             from app.observability.metrics import MESSAGES_RECOVERED
 

@@ -7,19 +7,19 @@ it back. Celery and kombu offer nothing for this, so Librarian closes the gap it
 kombu's transport and changing only its edges:
 
 - publishing a task message also writes it to a journal (a hash by delivery tag, plus a sorted set
-  of publish times) in the same MULTI as the LPUSH;
-- acknowledging or rejecting it (without requeue) deletes the journal entry in the same MULTI
+  per queue numbering the messages in push order) in the same Lua script as the LPUSH;
+- acknowledging or rejecting it (without requeue) deletes the journal entry in the same script
   that clears `unacked`: the journal holds exactly the messages not yet finished with;
 - `recover_lost_messages`, run periodically by every worker (`app/worker/recovery.py`), republishes a
-  journal entry that is in no queue and not in `unacked` on two sweeps at least `grace` seconds
-  apart. A cheap atomic count (journal size vs queued + unacked) tells when a sweep has to look at
-  the queues at all, so a deep backlog costs nothing until something is actually missing.
+  journaled message that is neither in its queue nor in `unacked` on two sweeps at least `grace`
+  seconds apart. A queue hands out its tail first, so "no longer in the queue" is every message
+  numbered before the current tail: one cheap script, whatever the depth of the backlog.
 
 Delivery stays at least once (tasks must be idempotent under late acks anyway): a worker frozen
 (SIGSTOP) for longer than the grace with a message in that window may run it after its republished
 copy ran. A copy of every queued message is kept in the journal, so Redis holds queued messages
-twice. Messages pushed by other clients (not through this transport) are not journaled; in a queue
-they can only hide a loss from the count check, never cause a republish.
+twice. Messages pushed by other clients (not through this transport) are not journaled; at the
+tail of a queue they postpone that queue's check until they are taken, never cause a republish.
 """
 
 from __future__ import annotations
@@ -32,51 +32,116 @@ from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 
 JOURNAL_KEY = "librarian:journal"  # hash: delivery tag -> JSON [queue key, message as pushed]
-JOURNAL_INDEX_KEY = "librarian:journal:index"  # sorted set: delivery tag -> publish time
+# One sorted set per queue list, numbering its messages so that the number grows from the tail (taken
+# next) to the head: a push at the head (publish, requeue) takes the next number of a counter, a push
+# at the tail (kombu's restore, our republish) the next *negative* number of another. Counters, not
+# clocks: each push and its number are one atomic step, whatever the producers' clocks say.
+JOURNAL_INDEX_PREFIX = "librarian:journal:index:"
+JOURNAL_SEQUENCE_KEY = "librarian:journal:seq"
+JOURNAL_TAIL_SEQUENCE_KEY = "librarian:journal:tail-seq"
 SUSPECTS_KEY = "librarian:journal:suspects"  # hash: delivery tag -> first time seen missing
-SWEEP_LOCK_KEY = "librarian:journal:sweep-lock"
 
-# How many tags the journal holds that are neither in `unacked` nor queued (an upper bound when
-# foreign messages sit in the queues). One atomic snapshot: ZCARD, the in-flight tags that are
-# journaled, and the queue lengths.
-_UNACCOUNTED = """
-local journaled = redis.call('ZCARD', KEYS[1])
-local inflight = 0
-for _, tag in ipairs(redis.call('HKEYS', KEYS[2])) do
-  if redis.call('HEXISTS', KEYS[3], tag) == 1 then inflight = inflight + 1 end
-end
-local queued = 0
-for i = 4, #KEYS do queued = queued + redis.call('LLEN', KEYS[i]) end
-return journaled - inflight - queued
-"""
-
-# Republish one lost message, unless it was acknowledged (journal entry gone) or is in flight.
-_REPUBLISH = """
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
-if redis.call('HEXISTS', KEYS[3], ARGV[1]) == 1 then return 0 end
-local entry = cjson.decode(redis.call('HGET', KEYS[1], ARGV[1]))
-redis.call('RPUSH', ARGV[3] .. entry[1], entry[2])
-redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+# KEYS: queue list, journal, index of that list, sequence. ARGV: message, tag, journal entry.
+_PUBLISH = """
+redis.call('LPUSH', KEYS[1], ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+redis.call('ZADD', KEYS[3], redis.call('INCR', KEYS[4]), ARGV[2])
 return 1
 """
+
+# kombu's ack bookkeeping plus the journal's, in one atomic round trip.
+# KEYS: unacked_index, unacked, journal. ARGV: tag, index key prefix.
+_FORGET = """
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+local entry = redis.call('HGET', KEYS[3], ARGV[1])
+if entry then
+  redis.call('HDEL', KEYS[3], ARGV[1])
+  redis.call('ZREM', ARGV[2] .. cjson.decode(entry)[1], ARGV[1])
+end
+return 1
+"""
+
+# The journaled messages that can no longer be in their queue and are not in `unacked`: a queue
+# hands out its tail first, so every message journaled before the current tail has been taken.
+# KEYS: unacked, then (queue list, its index) pairs. ARGV: most tags per queue.
+# A tail we did not journal (pushed by another client) gives no bound: that queue waits a round.
+_CANDIDATES = """
+local found = {}
+for i = 2, #KEYS, 2 do
+  local queue, index = KEYS[i], KEYS[i + 1]
+  local bound = '+inf'
+  local tail = redis.call('LINDEX', queue, -1)
+  if tail then
+    bound = nil
+    local ok, message = pcall(cjson.decode, tail)
+    if ok and type(message) == 'table' and type(message.properties) == 'table' then
+      local tag = message.properties.delivery_tag
+      local score = tag and redis.call('ZSCORE', index, tag)
+      if score then bound = '(' .. score end
+    end
+  end
+  if bound then
+    for _, tag in ipairs(redis.call('ZRANGEBYSCORE', index, '-inf', bound, 'LIMIT', 0, tonumber(ARGV[1]))) do
+      if redis.call('HEXISTS', KEYS[1], tag) == 0 then table.insert(found, tag) end
+    end
+  end
+end
+return found
+"""
+
+# Republish one lost message at the tail, unless it was acknowledged (entry gone) or is in flight.
+# KEYS: journal, unacked, tail sequence. ARGV: tag, index key prefix.
+_REPUBLISH = """
+local entry = redis.call('HGET', KEYS[1], ARGV[1])
+if not entry or redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return 0 end
+entry = cjson.decode(entry)
+redis.call('RPUSH', entry[1], entry[2])
+redis.call('ZADD', ARGV[2] .. entry[1], -redis.call('INCR', KEYS[3]), ARGV[1])
+return 1
+"""
+
+# Renumber a message kombu pushes back (queued in its restore transaction, after the push).
+# KEYS: journal, sequence, tail sequence. ARGV: tag, index key prefix, 1 if pushed at the head.
+_RENUMBER = """
+local entry = redis.call('HGET', KEYS[1], ARGV[1])
+if not entry then return 0 end
+local number
+if ARGV[3] == '1' then number = redis.call('INCR', KEYS[2]) else number = -redis.call('INCR', KEYS[3]) end
+redis.call('ZADD', ARGV[2] .. cjson.decode(entry)[1], number, ARGV[1])
+return 1
+"""
+
+_scripts: dict[str, Any] = {}
+
+
+def _script(source: str) -> Any:
+    """A redis-py Script (EVALSHA, loaded on first NOSCRIPT), bound to a client at each call."""
+    script = _scripts.get(source)
+    if script is None:
+        import redis
+
+        script = _scripts[source] = redis.Redis().register_script(source)  # no connection is made here
+    return script
 
 
 class JournalQoS(kombu_redis.QoS):
     def ack(self, delivery_tag: str) -> None:
+        if not self.channel.journaling:
+            return super().ack(delivery_tag)
         self._forget(delivery_tag)
         virtual.QoS.ack(self, delivery_tag)  # kombu's QoS.ack minus its own index removal, done above
 
     def reject(self, delivery_tag: str, requeue: bool = False) -> None:
-        if requeue:  # back to its queue: the journal entry stays
-            return super().reject(delivery_tag, requeue=True)
+        if requeue or not self.channel.journaling:  # back to its queue: the journal entry stays
+            return super().reject(delivery_tag, requeue=requeue)
         self._forget(delivery_tag)
         virtual.QoS.ack(self, delivery_tag)
 
     def _forget(self, delivery_tag: str) -> None:
         channel = self.channel
-        pipe = self._remove_from_indices(delivery_tag)
-        pipe.hdel(channel.journal_key, delivery_tag).zrem(channel.journal_index_key, delivery_tag)
-        pipe.execute()
+        _script(_FORGET)(keys=[self.unacked_index_key, self.unacked_key, channel.journal_key],
+                         args=[delivery_tag, channel.journal_index_prefix], client=channel.plain_client)
 
 
 class JournalChannelMixin:
@@ -84,114 +149,113 @@ class JournalChannelMixin:
 
     QoS = JournalQoS
     journal_key = JOURNAL_KEY
-    journal_index_key = JOURNAL_INDEX_KEY
+    journal_index_prefix = JOURNAL_INDEX_PREFIX
+    journal_sequence_key = JOURNAL_SEQUENCE_KEY
+    journal_tail_sequence_key = JOURNAL_TAIL_SEQUENCE_KEY
     journal_suspects_key = SUSPECTS_KEY
     journal_queues: tuple[str, ...] = ()  # task queues only: reply and pidbox queues are never acked
 
     from_transport_options = kombu_redis.Channel.from_transport_options + (
-        "journal_key", "journal_index_key", "journal_suspects_key", "journal_queues",
+        "journal_key", "journal_index_prefix", "journal_sequence_key", "journal_tail_sequence_key",
+        "journal_suspects_key", "journal_queues",
     )
+
+    @property
+    def journaling(self) -> bool:
+        # kombu prefixes keys command by command (not inside scripts): with a global key prefix the
+        # journal stays off rather than writing keys outside it.
+        return bool(self.journal_queues) and not self.global_keyprefix
+
+    @property
+    def plain_client(self) -> Any:
+        """A redis-py client on kombu's (synchronous) pool for the scripts, created once per channel."""
+        client = self.__dict__.get("_plain_client")
+        if client is None:
+            import redis
+
+            client = self.__dict__["_plain_client"] = redis.Redis(connection_pool=self.pool)
+        return client
+
+    def index_key(self, queue_key: str) -> str:
+        return f"{self.journal_index_prefix}{queue_key}"
 
     def _put(self, queue: str, message: dict[str, Any], **kwargs: Any) -> None:
         tag = (message.get("properties") or {}).get("delivery_tag")
-        if queue not in self.journal_queues or not tag:
+        if queue not in self.journal_queues or not tag or not self.journaling:
             return super()._put(queue, message, **kwargs)  # type: ignore[misc]
         key = self._q_for_pri(queue, self._get_message_priority(message, reverse=False))
         payload = kombu_redis.dumps(message)
-        entry = json.dumps([key, payload])
+        keys = [key, self.journal_key, self.index_key(key), self.journal_sequence_key]
+        args = [payload, tag, json.dumps([key, payload])]
         batch = kwargs.pop("_publish_batch", None)
+        script = _script(_PUBLISH)
         if batch is not None:
-            batch.add("lpush", key, payload)
-            batch.add("hset", self.journal_key, tag, entry)
-            batch.add("zadd", self.journal_index_key, {tag: time()})
-            return
-        with self.conn_or_acquire() as client, client.pipeline() as pipe:  # MULTI: all or nothing
-            pipe.lpush(key, payload)
-            pipe.hset(self.journal_key, tag, entry)
-            pipe.zadd(self.journal_index_key, {tag: time()})
-            if self._expires and queue in self._expires:
+            self.plain_client.script_load(_PUBLISH)  # the batch pipeline sends EVALSHA as is
+            batch.add("evalsha", script.sha, len(keys), *keys, *args)
+        else:
+            script(keys=keys, args=args, client=self.plain_client)
+        if self._expires and queue in self._expires:
+            with self.conn_or_acquire() as client, client.pipeline() as pipe:
                 for pri in self.priority_steps:
                     pipe.pexpire(self._q_for_pri(queue, pri), self._expires[queue])
-            pipe.execute()
+                pipe.execute()
+
+    def _do_restore_message(self, payload: dict[str, Any], exchange: str, routing_key: str, pipe: Any,
+                            leftmost: bool = False) -> None:
+        super()._do_restore_message(payload, exchange, routing_key, pipe, leftmost)  # type: ignore[misc]
+        tag = (payload.get("properties") or {}).get("delivery_tag")
+        if tag and self.journaling:  # EVAL, not EVALSHA: a NOSCRIPT inside the transaction would be lost
+            pipe.eval(_RENUMBER, 3, self.journal_key, self.journal_sequence_key, self.journal_tail_sequence_key,
+                      tag, self.journal_index_prefix, "1" if leftmost else "0")
 
     def _purge(self, queue: str) -> int:
         size = super()._purge(queue)  # type: ignore[misc]
-        if queue in self.journal_queues:
-            self._forget_queue(queue)
+        if queue in self.journal_queues and self.journaling:
+            client = self.plain_client
+            for pri in self.priority_steps:
+                index = self.index_key(self._q_for_pri(queue, pri))
+                tags = client.zrange(index, 0, -1)
+                for start in range(0, len(tags), 1000):
+                    client.hdel(self.journal_key, *tags[start:start + 1000])
+                client.delete(index)
         return size
-
-    # The sweep below uses commands kombu's key-prefixing client does not prefix (EVAL, LRANGE,
-    # HKEYS, HSCAN...), so it runs on a plain client sharing kombu's pool and prefixes every key itself.
-    def _raw(self) -> Any:
-        import redis
-
-        return redis.Redis(connection_pool=self.client.connection_pool)
-
-    def _k(self, key: str) -> str:
-        return f"{self.global_keyprefix or ''}{key}"
-
-    def _forget_queue(self, queue: str) -> None:
-        keys = {self._q_for_pri(queue, pri) for pri in self.priority_steps}
-        raw = self._raw()
-        for tag, entry in raw.hscan_iter(self._k(self.journal_key), count=500):
-            if json.loads(entry)[0] in keys:
-                raw.pipeline().hdel(self._k(self.journal_key), tag).zrem(self._k(self.journal_index_key), tag).execute()
 
     def queue_keys(self) -> list[str]:
         return [self._q_for_pri(q, pri) for q in self.journal_queues for pri in self.priority_steps]
 
-    def unaccounted(self) -> int:
-        """Journaled messages in no queue and not in flight (0 or less when nothing can be missing)."""
-        keys = [self.journal_index_key, self.unacked_key, self.journal_key, *self.queue_keys()]
-        return int(self._raw().eval(_UNACCOUNTED, len(keys), *map(self._k, keys)))
-
-    def queued_tags(self) -> set[str]:
-        """Delivery tags of every message in the journaled queues (read in chunks from the head:
-        pushes there shift unread messages towards the tail, so none is skipped)."""
-        raw, tags = self._raw(), set()
+    def missing_messages(self, limit: int = 1000) -> list[str]:
+        """Tags of journaled messages taken off their queue and not in `unacked` (lost, or being
+        received right now), at most `limit` per queue list."""
+        keys = [self.unacked_key]
         for key in self.queue_keys():
-            start = 0
-            while True:
-                chunk = raw.lrange(self._k(key), start, start + 999)
-                for message in chunk:
-                    try:
-                        tags.add(json.loads(message)["properties"]["delivery_tag"])
-                    except (ValueError, KeyError, TypeError):
-                        continue  # not a kombu message: nothing of ours
-                if len(chunk) < 1000:
-                    break
-                start += 1000
-        return tags
+            keys += [key, self.index_key(key)]
+        return [_text(tag) for tag in _script(_CANDIDATES)(keys=keys, args=[limit], client=self.plain_client)]
 
     def recover_lost_messages(self, grace: float) -> list[str]:
-        """Republish journal entries missing from queues and `unacked` on two sweeps `grace` apart.
+        """Republish journaled messages found missing on two sweeps at least `grace` seconds apart.
 
         Returns the tags republished. A tag missing for the first time is only noted: a worker may
         be between its BRPOP and its `unacked` write right now.
         """
-        raw = self._raw()
-        suspects_key = self._k(self.journal_suspects_key)
-        if self.unaccounted() <= 0:
-            raw.delete(suspects_key)
+        if not self.journaling:
             return []
+        client = self.plain_client
         now = time()
-        old = {_text(t) for t in raw.zrange(self._k(self.journal_index_key), 0, now - min(grace, 1.0), byscore=True)}
-        inflight = {_text(t) for t in raw.hkeys(self._k(self.unacked_key))}
-        missing = old - inflight - self.queued_tags()
-        known = {_text(k): float(v) for k, v in raw.hgetall(suspects_key).items()}
-        keys = [self._k(self.journal_key), self._k(self.journal_index_key), self._k(self.unacked_key)]
+        missing = set(self.missing_messages())
+        known = {_text(k): float(v) for k, v in client.hgetall(self.journal_suspects_key).items()}
         republished = []
         for tag in missing:
             first_seen = known.get(tag)
             if first_seen is None:
-                raw.hset(suspects_key, tag, now)
+                client.hset(self.journal_suspects_key, tag, now)
             elif now - first_seen >= grace:
-                if raw.eval(_REPUBLISH, len(keys), *keys, tag, now, self.global_keyprefix or ""):
+                keys = [self.journal_key, self.unacked_key, self.journal_tail_sequence_key]
+                if _script(_REPUBLISH)(keys=keys, args=[tag, self.journal_index_prefix], client=client):
                     republished.append(tag)
-                raw.hdel(suspects_key, tag)
+                client.hdel(self.journal_suspects_key, tag)
         stale = [tag for tag in known if tag not in missing]
         if stale:
-            raw.hdel(suspects_key, *stale)
+            client.hdel(self.journal_suspects_key, *stale)
         return republished
 
 
