@@ -17,8 +17,15 @@ from app.core.redis import get_redis
 from app.worker.celery_app import celery_app
 
 
-def get_celery() -> Celery:
+# The two dependencies below are `async def` although they do no I/O: FastAPI runs a plain `def`
+# dependency in the thread pool, a thread hand-off per dependency per request (the endpoints that
+# use them already pay one for themselves). They only return shared, thread-safe objects.
+async def get_celery() -> Celery:
     return celery_app
+
+
+async def get_redis_client() -> redis.Redis:
+    return get_redis()
 
 
 def get_session() -> Iterator[Session]:
@@ -27,5 +34,5 @@ def get_session() -> Iterator[Session]:
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
-RedisDep = Annotated[redis.Redis, Depends(get_redis)]
+RedisDep = Annotated[redis.Redis, Depends(get_redis_client)]
 CeleryDep = Annotated[Celery, Depends(get_celery)]

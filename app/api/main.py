@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import structlog
 from asgi_correlation_id import CorrelationIdMiddleware
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
+from starlette.datastructures import URL
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import __version__
 from app.api.errors import install_error_handlers
@@ -45,29 +47,52 @@ async def lifespan(_: FastAPI) -> AsyncIterator[None]:
     await close_async_pool()
 
 
-async def access_log(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-    # Our own access line (uvicorn's is off): it runs inside the request-id context, so it is bound.
-    started = time.perf_counter()
-    try:
-        response = await call_next(request)
-    except Exception as exc:
-        # Answer the 500 here: Starlette's outer error middleware would re-raise and uvicorn would
-        # drop the keep-alive connection. Reported to Sentry once, logged once, no trace to clients.
-        import sentry_sdk
+class AccessLogMiddleware:
+    """Our own access line (uvicorn's is off), written inside the request-id context, so it is bound.
 
-        sentry_sdk.capture_exception(exc)
-        structlog.get_logger("librarian.api").error(
-            "unhandled error", error=type(exc).__name__, exc_info=(type(exc), exc, exc.__traceback__)
-        )
-        response = JSONResponse(status_code=500, content={"detail": "internal error"})
-    log.info(
-        "request",
-        method=request.method,
-        path=request.url.path,
-        status=response.status_code,
-        duration_ms=round((time.perf_counter() - started) * 1000, 2),
-    )
-    return response
+    A plain ASGI middleware: it was an `@app.middleware("http")` function, whose BaseHTTPMiddleware
+    runs every request through an extra anyio task group and memory stream (Starlette's docs advise
+    pure ASGI middleware where speed matters). Same line, same moment: when the response starts,
+    with the time taken until then.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        response_started = False
+
+        async def send_logged(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                log.info(
+                    "request",
+                    method=scope["method"],
+                    path=URL(scope=scope).path,
+                    status=message["status"],
+                    duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                )
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_logged)
+        except Exception as exc:
+            if response_started:  # too late for a 500: let the server close the connection
+                raise
+            # Answer the 500 here: Starlette's outer error middleware would re-raise and uvicorn would
+            # drop the keep-alive connection. Reported to Sentry once, logged once, no trace to clients.
+            import sentry_sdk
+
+            sentry_sdk.capture_exception(exc)
+            structlog.get_logger("librarian.api").error(
+                "unhandled error", error=type(exc).__name__, exc_info=(type(exc), exc, exc.__traceback__)
+            )
+            await JSONResponse(status_code=500, content={"detail": "internal error"})(scope, receive, send_logged)
 
 
 def create_app() -> FastAPI:
@@ -79,7 +104,7 @@ def create_app() -> FastAPI:
         description="Async jobs with observability built in: validate Rhino .3dm models at scale.",
     )
     install_error_handlers(app)
-    app.middleware("http")(access_log)
+    app.add_middleware(AccessLogMiddleware)  # inside the request-id middleware added next
     app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")
     app.include_router(api_router)
     app.include_router(health.router)

@@ -11,6 +11,7 @@ from app.core.config import settings
 
 _lock = threading.Lock()
 _pools: dict[int, redis.ConnectionPool] = {}
+_clients: dict[int, redis.Redis] = {}
 
 
 def _pool() -> redis.ConnectionPool:
@@ -35,11 +36,22 @@ def _pool() -> redis.ConnectionPool:
 
 
 def get_redis() -> redis.Redis:
-    """A client on the shared pool (cheap: no new connection per call)."""
-    return redis.Redis(connection_pool=_pool())
+    """The process's client on the shared pool.
+
+    One client per process, not one per call: building a redis.Redis copies its table of response
+    callbacks (tens of microseconds, on every API request), and a client is safe to share between
+    threads (it takes a connection from the pool per command; pipelines and pub/sub objects, which
+    are not, are made per call by the callers).
+    """
+    pid = os.getpid()
+    client = _clients.get(pid)
+    if client is None:
+        client = _clients.setdefault(pid, redis.Redis(connection_pool=_pool()))
+    return client
 
 
 def close_pool() -> None:
+    _clients.pop(os.getpid(), None)
     pool = _pools.pop(os.getpid(), None)
     if pool is not None:
         pool.disconnect()

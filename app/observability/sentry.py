@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import sentry_sdk
@@ -28,6 +29,7 @@ def init_sentry(component: str) -> bool:
     from sentry_sdk.integrations.celery import CeleryIntegration
     from sentry_sdk.integrations.fastapi import FastApiIntegration
     from sentry_sdk.integrations.logging import LoggingIntegration, ignore_logger
+    from sentry_sdk.integrations.redis import RedisIntegration
     from sentry_sdk.integrations.starlette import StarletteIntegration
     from sentry_sdk.scrubber import DEFAULT_DENYLIST, EventScrubber
 
@@ -43,11 +45,25 @@ def init_sentry(component: str) -> bool:
             StarletteIntegration(),
             FastApiIntegration(),
             CeleryIntegration(monitor_beat_tasks=True, propagate_traces=True),
-            LoggingIntegration(),
+            # Breadcrumbs (INFO) and events (ERROR) as by default. No Sentry Logs handler: we do
+            # not send Sentry Logs (enable_logs is off), yet it inspected every record to drop it.
+            LoggingIntegration(sentry_logs_level=None),
         ],
+        # The Redis integration is auto-enabled and builds a span and a breadcrumb for every Redis
+        # command, sampled or not: in the worker that is the consumer's BRPOP, every ack pipeline
+        # and every result write, ~1-2 ms of CPU per no-op task (docs/performance.md). Errors,
+        # task failures and API-to-task traces do not depend on it; Redis breadcrumbs and
+        # db.redis spans in sampled traces are what is given up.
+        disabled_integrations=[RedisIntegration()],
     )
     # Task failures arrive through the Celery integration; our own "task failed" line would be a
     # second event for the same error.
     ignore_logger("librarian.task")
+    if not sentry_sdk.get_client().options["debug"]:
+        # The SDK sets its own logger to DEBUG and drops every record with a filter unless `debug`
+        # is on; its hot paths log a few DEBUG lines per transaction (per task and per request,
+        # sampled or not), each a LogRecord built only to be dropped. Debug off: nothing is shown
+        # either way, so stop building the low-level ones.
+        logging.getLogger("sentry_sdk.errors").setLevel(logging.WARNING)
     sentry_sdk.get_global_scope().set_tag("component", component)
     return True
