@@ -63,8 +63,9 @@ def create_celery_app() -> Celery:
         result_extended=True,
         broker_connection_retry_on_startup=True,
         # kombu's Redis transport plus a publish journal, so a message is not lost with a worker
-        # killed between taking it and recording it as unacknowledged (app/worker/transport.py).
-        broker_transport=transport_for(settings.broker_url) if settings.BROKER_RECOVERY_GRACE > 0 else None,
+        # killed between taking it and recording it as unacknowledged, and a fix for a worker
+        # dying on a broker outage (app/worker/transport.py).
+        broker_transport=transport_for(settings.broker_url),
         broker_connection_timeout=settings.SUBMIT_TIMEOUT,
         worker_cancel_long_running_tasks_on_connection_loss=True,
         broker_transport_options={
@@ -72,7 +73,7 @@ def create_celery_app() -> Celery:
             "socket_connect_timeout": settings.REDIS_SOCKET_TIMEOUT,
             "socket_timeout": 10,
             "retry_on_timeout": True,
-            "journal_queues": tuple(QUEUES),
+            "journal_queues": tuple(QUEUES) if settings.BROKER_RECOVERY_GRACE > 0 else (),
         },
         redis_socket_connect_timeout=settings.REDIS_SOCKET_TIMEOUT,
         redis_socket_timeout=5,

@@ -37,6 +37,15 @@ def _worker_init(sender: Any = None, **_: Any) -> None:
         initialise_task_series({name: queue_for(name) for name in app.tasks if not name.startswith("celery.")})
 
 
+@signals.beat_init.connect
+def _beat_init(**_: Any) -> None:
+    # Sentry in beat too: the Celery integration's cron monitoring (monitor_beat_tasks) opens its
+    # check-ins where beat sends the task; without this the workers' half never had a start.
+    from app.observability.sentry import init_sentry
+
+    init_sentry("beat")
+
+
 @signals.worker_process_init.connect
 def _worker_process_init(**_: Any) -> None:
     # Connections must not cross fork(): drop any engine the parent created.

@@ -25,6 +25,7 @@ tail of a queue they postpone that queue's check until they are taken, never cau
 from __future__ import annotations
 
 import json
+import logging
 from time import time
 from typing import Any
 
@@ -112,6 +113,8 @@ redis.call('ZADD', ARGV[2] .. cjson.decode(entry)[1], number, ARGV[1])
 return 1
 """
 
+logger = logging.getLogger("librarian.worker.transport")
+
 _scripts: dict[str, Any] = {}
 
 
@@ -126,13 +129,47 @@ def _script(source: str) -> Any:
 
 
 class JournalQoS(kombu_redis.QoS):
+    """kombu's Redis QoS with the journal's ack, and safe on a channel whose connection is gone.
+
+    Celery's clean-up of a lost broker connection (Connection.collect(), then close()) leaves the
+    old channel without a transport client. kombu 5.7 then fails with AttributeError when it
+    builds a pool to restore that channel's unacknowledged messages or to acknowledge a task that
+    finished after the outage; the error escapes Celery ("Unrecoverable error") and the worker
+    stops for good (seen with a task in flight when the broker restarted:
+    tests/worker/test_broker_restart.py). Such a channel can reach no broker anyway: an ack raises
+    a connection error instead, which Celery logs and survives, and restoring is left to kombu's
+    visibility-timeout sweep (the messages are still in `unacked`).
+    """
+
+    def _connection_gone(self) -> bool:
+        return getattr(self.channel.connection, "client", None) is None
+
+    def _require_connection(self, delivery_tag: str) -> None:
+        if self._connection_gone():
+            import redis
+
+            raise redis.ConnectionError(
+                f"cannot acknowledge {delivery_tag}: its channel's broker connection was closed; "
+                "the message returns after the visibility timeout"
+            )
+
+    def restore_unacked(self, client: Any = None) -> Any:
+        if client is None and self._connection_gone():
+            logger.warning("broker connection already torn down: %d unacknowledged message(s) left "
+                           "for the visibility-timeout sweep", len(self._delivered))
+            self._delivered.clear()
+            return None
+        return super().restore_unacked(client)
+
     def ack(self, delivery_tag: str) -> None:
+        self._require_connection(delivery_tag)
         if not self.channel.journaling:
             return super().ack(delivery_tag)
         self._forget(delivery_tag)
         virtual.QoS.ack(self, delivery_tag)  # kombu's QoS.ack minus its own index removal, done above
 
     def reject(self, delivery_tag: str, requeue: bool = False) -> None:
+        self._require_connection(delivery_tag)
         if requeue or not self.channel.journaling:  # back to its queue: the journal entry stays
             return super().reject(delivery_tag, requeue=requeue)
         self._forget(delivery_tag)
@@ -282,7 +319,8 @@ class SentinelTransport(kombu_redis.SentinelTransport):
 
 
 def transport_for(broker_url: str) -> type[kombu_redis.Transport] | None:
-    """The journaling transport for a redis, rediss or sentinel URL; None (the URL's own) otherwise."""
+    """Our transport for a redis, rediss or sentinel URL (it journals only when given
+    `journal_queues`); None (the URL's own) otherwise."""
     scheme = broker_url.split("://", 1)[0].lower()
     if scheme == "sentinel":
         return SentinelTransport

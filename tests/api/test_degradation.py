@@ -93,8 +93,9 @@ def test_redis_outage_degrades_gracefully_and_recovers(stack, own_broker, models
         try:
             wait_until(lambda: httpx.get(f"{base}/api/v1/tasks/{task_id}").json()["status"] == "SUCCESS", timeout=90,
                        message="the worker did not recover")
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}; worker output (tail):\n{worker.output()[-6000:]}") from None
+        except TimeoutError as exc:
+            state = httpx.get(f"{base}/api/v1/tasks/{task_id}").json()
+            raise AssertionError(f"{exc}; task {state}; worker output (tail):\n{worker.output()[-8000:]}") from None
         assert worker.alive()
         wait_until(lambda: httpx.get(f"{base}/health").json()["status"] == "ok", timeout=15)
     finally:
