@@ -7,7 +7,6 @@ for why the journal exists and how a message is judged lost.
 from __future__ import annotations
 
 import threading
-import uuid
 from typing import Any
 
 import structlog
@@ -28,7 +27,6 @@ class LostMessageRecovery:
         self.interval = max(grace / 3, 0.5)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="librarian-recovery", daemon=True)
-        self._token = uuid.uuid4().hex
         self._failing = False
 
     def start(self) -> None:
@@ -64,14 +62,18 @@ class LostMessageRecovery:
     def sweep(self, channel: Any) -> list[str]:
         if not getattr(channel, "journaling", False):
             return []  # not the journaling transport (BROKER_RECOVERY_GRACE=0, a key prefix, another broker)
-        client = channel.plain_client
-        if not client.set(LOCK_KEY, self._token, nx=True, px=int(self.interval * 2000)):
+        from redis.exceptions import LockError
+
+        lock = channel.plain_client.lock(LOCK_KEY, timeout=self.interval * 2, blocking=False)
+        if not lock.acquire():
             return []  # another worker is sweeping
         try:
             republished = channel.recover_lost_messages(self.grace)
         finally:
-            if client.get(LOCK_KEY) == self._token.encode():
-                client.delete(LOCK_KEY)
+            try:
+                lock.release()  # redis-py's token check: never another worker's lock
+            except LockError:
+                pass  # it expired meanwhile
         if republished:
             from app.observability.metrics import MESSAGES_RECOVERED
 

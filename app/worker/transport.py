@@ -181,6 +181,12 @@ class JournalQoS(kombu_redis.QoS):
                          args=[delivery_tag, channel.journal_index_prefix], client=channel.plain_client)
 
 
+_JOURNAL_OPTIONS = (  # settable through broker_transport_options, like kombu's own channel options
+    "journal_key", "journal_index_prefix", "journal_sequence_key", "journal_tail_sequence_key",
+    "journal_suspects_key", "journal_queues",
+)
+
+
 class JournalChannelMixin:
     """The journal side of a kombu Redis channel (plain or Sentinel)."""
 
@@ -192,10 +198,6 @@ class JournalChannelMixin:
     journal_suspects_key = SUSPECTS_KEY
     journal_queues: tuple[str, ...] = ()  # task queues only: reply and pidbox queues are never acked
 
-    from_transport_options = kombu_redis.Channel.from_transport_options + (
-        "journal_key", "journal_index_prefix", "journal_sequence_key", "journal_tail_sequence_key",
-        "journal_suspects_key", "journal_queues",
-    )
 
     @property
     def journaling(self) -> bool:
@@ -225,12 +227,10 @@ class JournalChannelMixin:
         keys = [key, self.journal_key, self.index_key(key), self.journal_sequence_key]
         args = [payload, tag, json.dumps([key, payload])]
         batch = kwargs.pop("_publish_batch", None)
-        script = _script(_PUBLISH)
-        if batch is not None:
-            self.plain_client.script_load(_PUBLISH)  # the batch pipeline sends EVALSHA as is
-            batch.add("evalsha", script.sha, len(keys), *keys, *args)
+        if batch is not None:  # a pipeline cannot load a script on NOSCRIPT: send its source
+            batch.add("eval", _PUBLISH, len(keys), *keys, *args)
         else:
-            script(keys=keys, args=args, client=self.plain_client)
+            _script(_PUBLISH)(keys=keys, args=args, client=self.plain_client)
         if self._expires and queue in self._expires:
             with self.conn_or_acquire() as client, client.pipeline() as pipe:
                 for pri in self.priority_steps:
@@ -301,13 +301,11 @@ def _text(value: bytes | str) -> str:
 
 
 class Channel(JournalChannelMixin, kombu_redis.Channel):
-    pass
+    from_transport_options = kombu_redis.Channel.from_transport_options + _JOURNAL_OPTIONS
 
 
 class SentinelChannel(JournalChannelMixin, kombu_redis.SentinelChannel):
-    from_transport_options = JournalChannelMixin.from_transport_options + (
-        "master_name", "min_other_sentinels", "sentinel_kwargs", "sentinel_fanout_compat",
-    )
+    from_transport_options = kombu_redis.SentinelChannel.from_transport_options + _JOURNAL_OPTIONS
 
 
 class Transport(kombu_redis.Transport):

@@ -169,6 +169,12 @@ class Stack:
             if hasattr(process, "node") and process.alive():
                 process.stop(timeout=15)
 
+    def __enter__(self) -> Stack:
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self.stop()
+
     def stop(self) -> None:
         for process in reversed(self.processes):
             try:

@@ -29,11 +29,8 @@ FINISHED = {"validated", "rejected", "failed"}
 
 @pytest.fixture(scope="module")
 def stack(broker):
-    stack = Stack("db-lock", redis_db_url(broker, 8))
-    try:
+    with Stack("db-lock", redis_db_url(broker, 8)) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 def upload(base: str, path, name: str = "part.3dm") -> httpx.Response:  # type: ignore[no-untyped-def]

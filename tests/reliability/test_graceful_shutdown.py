@@ -18,11 +18,8 @@ TASK_SECONDS = 3
 
 @pytest.fixture(scope="module")
 def stack(broker):
-    stack = Stack("graceful", redis_db_url(broker, 12))
-    try:
+    with Stack("graceful", redis_db_url(broker, 12)) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 def test_sigterm_lets_running_tasks_finish_and_loses_nothing(stack):

@@ -28,12 +28,9 @@ EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 
 @pytest.fixture(scope="module")
 def stack(broker):
-    stack = Stack("hostile-messages", redis_db_url(broker, 13))
-    stack.worker = stack.start_worker("hm")  # type: ignore[attr-defined]
-    try:
+    with Stack("hostile-messages", redis_db_url(broker, 13)) as stack:
+        stack.worker = stack.start_worker("hm")  # type: ignore[attr-defined]
         yield stack
-    finally:
-        stack.stop()
 
 
 def headers(task: str, task_id: str) -> dict:

@@ -26,13 +26,10 @@ MB = 1024 * 1024
 
 @pytest.fixture(scope="module")
 def stack(broker):
-    stack = Stack("hostile-uploads", redis_db_url(broker, 14), MAX_FILE_SIZE_MB="1")
-    try:
+    with Stack("hostile-uploads", redis_db_url(broker, 14), MAX_FILE_SIZE_MB="1") as stack:
         stack.api, stack.base = stack.start_api("api")  # type: ignore[attr-defined]
         stack.start_worker("hu")
         yield stack
-    finally:
-        stack.stop()
 
 
 def tree(root: Path, skip: list[Path]) -> set[str]:

@@ -30,11 +30,8 @@ MAX_DELIVERIES = 4  # the first run plus Celery's default max_retries (3)
 
 @pytest.fixture(scope="module")
 def stack(broker):
-    stack = Stack("hung", redis_db_url(broker, 10))
-    try:
+    with Stack("hung", redis_db_url(broker, 10)) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 def test_sigstopped_worker_is_reported_dead_within_10s_and_recovers_on_sigcont(stack):

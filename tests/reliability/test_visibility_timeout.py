@@ -26,11 +26,8 @@ TASK_SECONDS = 8
 
 @pytest.fixture(scope="module")
 def stack(broker):
-    stack = Stack("visibility", redis_db_url(broker, 11), **VALID)
-    try:
+    with Stack("visibility", redis_db_url(broker, 11), **VALID) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 def test_worker_with_a_visibility_timeout_below_the_hard_limit_refuses_to_start(stack):

@@ -17,6 +17,7 @@ LIBRARIAN_RELIABILITY_N).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -27,6 +28,7 @@ import pytest
 from tests.reliability.helpers import (
     FAST_REDELIVERY, Stack, kill_group_hard, pool_children, process_state, redis_db_url, report, wait_until,
 )
+from tests.utils.metrics import scrape, value
 
 pytestmark = pytest.mark.integration
 
@@ -37,11 +39,8 @@ VISIBILITY = int(FAST_REDELIVERY["BROKER_VISIBILITY_TIMEOUT"])
 
 @pytest.fixture(scope="module")
 def stack(broker):
-    stack = Stack("worker-kill", redis_db_url(broker, 7), **FAST_REDELIVERY)
-    try:
+    with Stack("worker-kill", redis_db_url(broker, 7), **FAST_REDELIVERY) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 def test_worker_sigkilled_three_times_loses_and_duplicates_nothing(stack):
@@ -120,14 +119,12 @@ def kill_under_load(stack: Stack, N: int) -> None:  # noqa: N803
 
 def recovered(processes: list) -> int:
     """Messages these workers republished from the publish journal (from their logs)."""
-    import json as _json
-
     total = 0
     for process in processes:
         for line in process.output().splitlines():
             if "republished lost task messages" in line:
                 try:
-                    total += int(_json.loads(line)["count"])
+                    total += int(json.loads(line)["count"])
                 except (ValueError, KeyError):
                     total += 1
     return total
@@ -189,20 +186,10 @@ def test_a_message_popped_by_a_worker_killed_before_recording_it_is_republished(
     replacement = stack.start_worker("wpop2", extra=("--concurrency", "1"))
     stack.wait_states([task_id], {"SUCCESS"}, timeout=60)
     recovered_in = time.monotonic() - killed_at
-    recovered = value_of(replacement.metrics_url, "librarian_messages_recovered_total")
+    recovered = value(scrape(replacement.metrics_url), "librarian_messages_recovered_total")
     report("message popped by a killed worker", attempts=attempts, where_after_kill=located["where"][task_id],
            recovered_in_s=round(recovered_in, 1), messages_recovered=recovered,
            rows=stack.writes(f"pop-{task_id[:8]}"), journal_left=client.hlen("librarian:journal"))
     assert recovered == 1, "the replacement worker should have republished exactly this message"
     assert stack.writes(f"pop-{task_id[:8]}") == 1, "the task ran once"
     assert client.hlen("librarian:journal") == 0, "acknowledged: nothing left in the journal"
-
-
-def value_of(metrics_url: str, name: str) -> float:
-    import urllib.request
-
-    with urllib.request.urlopen(metrics_url, timeout=5) as response:
-        for line in response.read().decode().splitlines():
-            if line.startswith(name + " ") or line.startswith(name + "{"):
-                return float(line.rsplit(" ", 1)[1])
-    raise AssertionError(f"{name} not exported at {metrics_url}")
