@@ -269,6 +269,12 @@ def tree_cpu(root: int) -> float:
     return total
 
 
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user+system) used so far by one process, without its children."""
+    info = _stat(pid)
+    return info[1] if info is not None else 0.0
+
+
 def machine_busy() -> tuple[float, float]:
     """(busy CPU seconds, total CPU seconds) of the whole machine so far, from /proc/stat."""
     values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
@@ -280,21 +286,27 @@ def machine_busy() -> tuple[float, float]:
 class CpuWindow:
     """CPU used by some process trees, and by everything else on the machine, over a window."""
 
-    def __init__(self, roots: dict[str, int]) -> None:
+    def __init__(self, roots: dict[str, int], singles: dict[str, int] | None = None) -> None:
+        """`roots`: process trees (a process and its descendants); `singles`: one process each,
+        reported apart and not counted again in "foreign" (e.g. a worker's main process, whose tree
+        is also a root)."""
         self.roots = roots
+        self.singles = singles or {}
         self.start = {name: tree_cpu(pid) for name, pid in roots.items()}
+        self.single_start = {name: process_cpu(pid) for name, pid in self.singles.items()}
         self.machine = machine_busy()
         self.self_start = _self_cpu()
 
     def stop(self) -> dict[str, float]:
         """{name: cpu seconds, ..., 'foreign': cpu seconds of all other processes, 'wall_cpus': ...}."""
         used = {name: tree_cpu(pid) - self.start[name] for name, pid in self.roots.items()}
+        singles = {name: process_cpu(pid) - self.single_start[name] for name, pid in self.singles.items()}
         busy, total = machine_busy()
         used["bench"] = _self_cpu() - self.self_start
         used["machine"] = busy - self.machine[0]
         used["capacity"] = total - self.machine[1]
         used["foreign"] = max(0.0, used["machine"] - sum(v for k, v in used.items() if k not in ("machine", "capacity")))
-        return used
+        return {**used, **singles}
 
 
 def _self_cpu() -> float:

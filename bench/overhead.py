@@ -125,7 +125,7 @@ def main() -> int:
             else:
                 worker = stack.start_librarian_worker(label, {**lib_env}, *extra)
             ready = time.perf_counter()
-            window = CpuWindow({"worker": worker.pid, "valkey": valkey_pid})
+            window = CpuWindow({"worker": worker.pid, "valkey": valkey_pid}, singles={"main": worker.pid})
             try:
                 if not wait_ids_done(client, ids, timeout=args.timeout):
                     raise RuntimeError(f"{label}: not drained within {args.timeout}s:\n{worker.tail()}")
@@ -146,7 +146,8 @@ def main() -> int:
                 "variant": variant, "kind": kind, "label": label, "rate": rate, "span": span,
                 "startup": ready - started, "drain_wall": drained - started,
                 "metric_succeeded": metrics_ok, "log_succeeded": logged, "envelopes": envelopes,
-                "cpu_ms": cpu["worker"] * 1000 / args.tasks, "valkey_ms": cpu["valkey"] * 1000 / args.tasks,
+                "cpu_ms": cpu["worker"] * 1000 / args.tasks, "main_ms": cpu["main"] * 1000 / args.tasks,
+                "valkey_ms": cpu["valkey"] * 1000 / args.tasks,
                 "foreign": cpu["foreign"] / (drained - ready),
             }
 
@@ -166,7 +167,7 @@ def main() -> int:
                         extra = (f"  metrics succeeded={res['metric_succeeded']} log lines={res['log_succeeded']}"
                                  f" sentry envelopes={res['envelopes']}")
                     print(f"  [{variant} r{r}] {kind:9s} {res['rate']:7.1f} tasks/s  worker CPU {res['cpu_ms']:.2f} ms/task"
-                          f"  valkey {res['valkey_ms']:.2f} ms/task  foreign load {res['foreign']:.2f} cores"
+                          f" (main {res['main_ms']:.2f}, pool {res['cpu_ms'] - res['main_ms']:.2f})  valkey {res['valkey_ms']:.2f} ms/task  foreign load {res['foreign']:.2f} cores"
                           f"  (first→last {res['span']:.2f} s, worker start {res['startup']:.1f} s){extra}", flush=True)
 
         print()
@@ -179,16 +180,22 @@ def main() -> int:
             bare_cpu = statistics.median(r["cpu_ms"] for r in pick if r["kind"] == "bare")
             lib_cpu = statistics.median(r["cpu_ms"] for r in pick if r["kind"] == "librarian")
             ratio = statistics.median(lib) / statistics.median(bare)
+            split = {kind: (statistics.median(r["main_ms"] for r in pick if r["kind"] == kind),
+                            statistics.median(r["cpu_ms"] - r["main_ms"] for r in pick if r["kind"] == kind))
+                     for kind in ("bare", "librarian")}
             verdicts.append((variant, ratio, bare_cpu / lib_cpu))
             rows.append([
                 variant, " ".join(f"{x:.0f}" for x in bare), f"{statistics.median(bare):.1f}",
                 " ".join(f"{x:.0f}" for x in lib), f"{statistics.median(lib):.1f}", f"{ratio:.3f}",
                 f"{bare_cpu:.2f}", f"{lib_cpu:.2f}", f"{bare_cpu / lib_cpu:.3f}",
+                f"{split['bare'][0]:.2f} / {split['bare'][1]:.2f}", f"{split['librarian'][0]:.2f} / {split['librarian'][1]:.2f}",
                 f"{statistics.median(r['foreign'] for r in pick):.2f}",
             ])
-        print("throughput in tasks/s (drain rate); CPU in ms per task, worker main process + pool children")
+        print("throughput in tasks/s (drain rate); CPU in ms per task, worker main process + pool children"
+              " (and split: main process / pool children)")
         print(table(["variant", "bare per round", "bare median", "librarian per round", "librarian median",
-                     "ratio", "bare CPU", "librarian CPU", "CPU ratio (bare/lib)", "foreign load"], rows))
+                     "ratio", "bare CPU", "librarian CPU", "CPU ratio (bare/lib)", "bare main / pool",
+                     "librarian main / pool", "foreign load"], rows))
         for r in results:
             if r["kind"] == "librarian" and (r["metric_succeeded"] != args.tasks or r["log_succeeded"] != args.tasks):
                 print(f"WARNING {r['label']}: metrics={r['metric_succeeded']} log lines={r['log_succeeded']} "
