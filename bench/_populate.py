@@ -1,6 +1,9 @@
 """Write Librarian's task metrics for many task names into a multiprocess directory, then exit.
 
-    PROMETHEUS_MULTIPROC_DIR=dir python -m bench._populate ROLE NAMES
+    PROMETHEUS_MULTIPROC_DIR=dir python -m bench._populate ROLE NAMES [SECONDS]
+
+With SECONDS, it keeps writing every series again and again for that long (every value changes
+between two scrapes: the worst case for a scrape, which reuses the text of unchanged series).
 
 The same prometheus_client objects the worker uses (app.observability.metrics), written by a
 process of their own, as a prefork worker's processes write them:
@@ -21,6 +24,16 @@ def task_names(count: int) -> list[str]:
 
 def main() -> None:
     role, count = sys.argv[1], int(sys.argv[2])
+    seconds = float(sys.argv[3]) if len(sys.argv) > 3 else 0.0
+    import time
+
+    until = time.monotonic() + seconds
+    write(role, count)
+    while time.monotonic() < until:
+        write(role, count)
+
+
+def write(role: str, count: int) -> None:
     from app.core.config import QUEUES
     from app.observability import metrics as m
 

@@ -163,6 +163,9 @@ class MultiProcessExposition:
         self._plan: Any = None
         self._plan_files: tuple | None = None
         self._formatted = _Formatted()
+        # Per program step: the values it last rendered and their text. Between two scrapes most
+        # series keep their values (tasks that did not run), so their text is reused as is.
+        self._chunks: list[tuple[tuple, bytes]] | None = None
 
     # -- reading -----------------------------------------------------------------------------
     def _slot(self, typ: str, key: bytes) -> int:
@@ -309,25 +312,36 @@ class MultiProcessExposition:
             if seen != self._plan_files or self._plan is None:
                 self._plan_files = seen
                 self._plan = self._build_plan()
+                self._chunks = None
             prefixes, program = self._plan
-            values: list[float] = []
-            for op, typ, gather in program:
+            if self._chunks is None or len(self._chunks) != len(program):
+                self._chunks = [((), b"")] * len(program)
+            chunks = self._chunks
+            out: list[bytes] = []
+            start = 0
+            for i, (op, typ, gather) in enumerate(program):
                 picked = gather(sums[typ])
-                if op == "take":
-                    values.extend(picked)
-                else:  # cumulative buckets, then _count = their total
-                    running = list(accumulate(picked))
-                    values.extend(running)
-                    values.append(running[-1])
-            parts: list[str] = [""] * (2 * len(prefixes))
-            parts[0::2] = prefixes
-            parts[1::2] = map(self._formatted.__getitem__, values)
-            text = "".join(parts)
+                lines = len(picked) + (op != "take")  # cumulative: the buckets, then _count
+                last_picked, text = chunks[i]
+                if picked != last_picked:  # only series whose values changed are formatted again
+                    if op == "take":
+                        values: Any = picked
+                    else:
+                        values = list(accumulate(picked))
+                        values.append(values[-1])  # _count = the last cumulative bucket
+                    parts: list[str] = [""] * (2 * lines)
+                    parts[0::2] = prefixes[start : start + lines]
+                    parts[1::2] = map(self._formatted.__getitem__, values)
+                    text = "".join(parts).encode("utf-8")
+                    chunks[i] = (picked, text)
+                out.append(text)
+                start += lines
+            body = b"".join(out)
         registry = CollectorRegistry()
         registry.register(_Merged(other))
         for collector in extra_collectors:
             registry.register(collector)
-        return text.encode("utf-8") + generate_latest(registry)
+        return body + generate_latest(registry)
 
 
 class _Merged:
