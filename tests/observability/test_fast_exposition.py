@@ -56,3 +56,42 @@ def test_fast_renderer_matches_prometheus_client(tmp_path):
     reference, fast = out.split("\n=====\n")
     assert samples(reference), "the writers wrote nothing"
     assert samples(fast) == samples(reference)
+
+
+RESCRAPE = textwrap.dedent("""
+    import os, sys
+    from prometheus_client import CollectorRegistry, generate_latest, multiprocess
+    from app.observability import metrics as m
+    from app.observability.metrics_server import MultiProcessExposition
+
+    def reference():
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=os.environ["PROMETHEUS_MULTIPROC_DIR"])
+        return generate_latest(registry).decode()
+
+    exposition = MultiProcessExposition(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    for task in ("a.one", "b.two"):
+        m.TASKS_STARTED.labels(task, "default").inc()
+        m.TASK_RUNTIME.labels(task, "default", "success").observe(0.5)
+    first = exposition.render([]).decode()
+    # Same process, same files: only a.one's series change; b.two's text may be reused.
+    m.TASKS_STARTED.labels("a.one", "default").inc(4)
+    m.TASK_RUNTIME.labels("a.one", "default", "success").observe(30.0)
+    second = exposition.render([]).decode()
+    third = exposition.render([]).decode()
+    sys.stdout.write("\\n=====\\n".join([first, second, third, reference()]))
+""")
+
+
+def test_a_second_scrape_shows_changed_values_and_keeps_unchanged_ones(tmp_path):
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "PATH": "/usr/bin:/bin", "ENVIRONMENT": "test",
+           "FLOWER_PASSWORD": "not-a-placeholder"}
+    out = subprocess.run([sys.executable, "-c", RESCRAPE], env=env, cwd=ROOT, check=True,
+                         capture_output=True, text=True).stdout
+    first, second, third, reference = out.split("\n=====\n")
+    started = {labels: value for name, labels, value in samples(second) if name == "librarian_tasks_started_total"}
+    assert started[(("queue", "default"), ("task", "a.one"))] == 5.0
+    assert started[(("queue", "default"), ("task", "b.two"))] == 1.0
+    assert samples(first) != samples(second)
+    assert samples(second) == samples(reference)
+    assert third == second
