@@ -155,3 +155,18 @@ def test_purging_a_queue_forgets_its_journal_entries(connection, client):
         publish(connection, {"n": str(n)})
     assert connection.default_channel.queue_purge("default") == 3
     assert client.hlen(JOURNAL_KEY) == 0 and client.zcard(INDEX) == 0
+
+
+def test_a_channel_reuses_one_redis_client_until_its_pool_is_replaced(connection):
+    channel = connection.default_channel
+    with channel.conn_or_acquire() as first, channel.conn_or_acquire() as second:
+        assert first is second
+        assert first.connection_pool is channel.pool
+        assert first.ping()
+    assert channel._create_client(asynchronous=True) is not first  # BRPOP's client stays kombu's own
+    old_pool, channel._pool = channel._pool, None  # what kombu does when it drops the pool
+    old_pool.disconnect()
+    with channel.conn_or_acquire() as third:
+        assert third is not first
+        assert third.connection_pool is channel.pool
+        assert third.ping()
