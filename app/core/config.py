@@ -59,6 +59,11 @@ class Settings(BaseSettings):
     BROKER_RECOVERY_GRACE: float = 30.0
     SUBMIT_TIMEOUT: float = 2.0
 
+    # Rulesets as code: every *.toml here is loaded (and checked) at start-up; DEFAULT_RULESET is
+    # used when a request names none (docs/validation.md, "Rulesets").
+    RULESETS_DIR: Path = Path("rulesets")
+    DEFAULT_RULESET: str = "default"
+
     MAX_FILE_SIZE_MB: int = 500
     MAX_ITEMS_PER_BATCH: int = 5000
     # Task messages carry ids, not files: a bigger body is refused by the worker unread.

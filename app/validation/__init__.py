@@ -11,7 +11,8 @@ from typing import Any
 from .codes import FINDING_CODES, SCHEMA_VERSION, SEVERITY_BY_CODE
 from .engine import ProgressCallback, validate_path
 from .errors import ModelFileMissingError, UnreadableModelError
-from .rules import ValidationRules
+from .rules import RulesError, ValidationRules
+from .rulesets import Ruleset, RulesetError, build_ruleset, load_dir, load_file
 
 
 def __getattr__(name: str) -> Any:
@@ -33,6 +34,12 @@ __all__ = [
     "SCHEMA_VERSION",
     "SEVERITY_BY_CODE",
     "UnreadableModelError",
+    "Ruleset",
+    "RulesError",
+    "RulesetError",
     "ValidationRules",
+    "build_ruleset",
+    "load_dir",
+    "load_file",
     "validate_path",
 ]

@@ -15,7 +15,8 @@ ERROR: Severity = "error"
 WARNING: Severity = "warning"
 INFO: Severity = "info"
 
-# Stable finding codes. Each code always has the same severity.
+# Stable finding codes with their default severity; a ruleset may override it per code
+# (`severity`, applied when the report is assembled).
 NAME_PATTERN = "NAME_PATTERN"
 NAME_MISSING = "NAME_MISSING"
 NAME_DUPLICATE = "NAME_DUPLICATE"
@@ -32,6 +33,16 @@ TOLERANCE_LARGE = "TOLERANCE_LARGE"
 MODEL_EMPTY = "MODEL_EMPTY"
 OBJECTS_UNREADABLE = "OBJECTS_UNREADABLE"
 FINDINGS_TRUNCATED = "FINDINGS_TRUNCATED"
+CHECK_ERROR = "CHECK_ERROR"
+# team conventions (ruleset fields; off unless the ruleset sets them)
+LAYER_MISSING = "LAYER_MISSING"
+LAYER_NOT_ALLOWED = "LAYER_NOT_ALLOWED"
+OBJECT_TYPE_NOT_ALLOWED = "OBJECT_TYPE_NOT_ALLOWED"
+USER_TEXT_MISSING = "USER_TEXT_MISSING"
+USER_TEXT_PATTERN = "USER_TEXT_PATTERN"
+UNITS_MISMATCH = "UNITS_MISMATCH"
+BLOCK_NAME_PATTERN = "BLOCK_NAME_PATTERN"
+OBJECT_COUNT_EXCEEDED = "OBJECT_COUNT_EXCEEDED"
 
 SEVERITY_BY_CODE: dict[str, Severity] = {
     NAME_PATTERN: ERROR,
@@ -50,6 +61,15 @@ SEVERITY_BY_CODE: dict[str, Severity] = {
     MODEL_EMPTY: ERROR,
     OBJECTS_UNREADABLE: ERROR,
     FINDINGS_TRUNCATED: INFO,
+    CHECK_ERROR: WARNING,
+    LAYER_MISSING: ERROR,
+    LAYER_NOT_ALLOWED: WARNING,
+    OBJECT_TYPE_NOT_ALLOWED: ERROR,
+    USER_TEXT_MISSING: ERROR,
+    USER_TEXT_PATTERN: ERROR,
+    UNITS_MISMATCH: ERROR,
+    BLOCK_NAME_PATTERN: WARNING,
+    OBJECT_COUNT_EXCEEDED: ERROR,
 }
 FINDING_CODES: tuple[str, ...] = tuple(SEVERITY_BY_CODE)
 
@@ -65,3 +85,13 @@ def finding(code: str, message: str, object_id: str | None = None, **details: An
     if details:
         out["details"] = details
     return out
+
+
+# rhino3dm geometry class names (`type(obj.Geometry).__name__`), including the base classes a
+# ruleset may name to allow a whole family (allowed_object_types = ["Curve"] allows every curve).
+KNOWN_KINDS: tuple[str, ...] = (
+    "AnnotationBase", "ArcCurve", "Brep", "Centermark", "Curve", "DimAngular", "DimLinear", "DimOrdinate",
+    "DimRadial", "Dimension", "Extrusion", "GeometryBase", "Hatch", "InstanceReference", "Leader", "Light",
+    "LineCurve", "Mesh", "NurbsCurve", "NurbsSurface", "PlaneSurface", "Point", "PointCloud", "PointGrid",
+    "PolyCurve", "PolylineCurve", "RevSurface", "SubD", "Surface", "Text", "TextDot",
+)

@@ -19,6 +19,7 @@ from . import geometry, metadata, nomenclature
 from .reader import LoadedModel, read_model
 from .codes import FINDINGS_TRUNCATED, MODEL_EMPTY, OBJECTS_UNREADABLE, SCHEMA_VERSION, finding
 from .rules import ValidationRules, coerce_rules
+from .rulesets import Ruleset, canonical_sha256
 from .walk import ObjectData, walk_objects
 
 ProgressCallback = Callable[[int, str], None]
@@ -45,14 +46,20 @@ def validate_path(
     path: str | os.PathLike[str],
     *,
     rules: ValidationRules | Mapping[str, Any] | None = None,
+    ruleset: Ruleset | None = None,
     progress: ProgressCallback | None = None,
+    file_name: str | None = None,
 ) -> dict[str, Any]:
     """Validate one .3dm file and return the report as a JSON-safe dict.
 
+    `ruleset` (a named Ruleset) takes precedence over `rules` (plain overrides); the report's
+    `ruleset` names it. `file_name` is the name to show (the client's), default the path's.
     Raises UnreadableModelError (with `.reason`) when the file cannot be read.
     """
     started = time.perf_counter()
-    rules = coerce_rules(rules)
+    rules = ruleset.rules if ruleset is not None else coerce_rules(rules)
+    ruleset_ref = ruleset.ref() if ruleset is not None else {
+        "name": None, "version": None, "sha256": canonical_sha256(rules.as_dict())}
     tick = _Progress(progress)
     tick(0, "reading")
     loaded = read_model(path)
@@ -85,6 +92,7 @@ def validate_path(
         },
         "metadata": metadata.build_metadata(loaded, settings, layers, data, boxes, rules),
         "findings": findings,
+        "ruleset": ruleset_ref,
         "rules": rules.as_dict(),
     }
     tick(100, "done")

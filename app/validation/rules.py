@@ -1,17 +1,21 @@
 """Configurable validation rules.
 
-`ValidationRules` carries every threshold and pattern the checks use. Callers
-override fields with `ValidationRules(...)`, `rules.replace(...)` or by passing
-a plain mapping to `validate_path(rules={...})`; see docs/validation.md.
+`ValidationRules` carries every threshold, pattern and team convention the checks use. Callers
+override fields with `ValidationRules(...)`, `rules.replace(...)` or a plain mapping
+(`coerce_rules({...})`, `validate_path(rules={...})`); a ruleset file or `PUT /api/v1/rulesets/..`
+is such a mapping. Every field and its meaning: docs/validation.md.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from .codes import KNOWN_KINDS, SEVERITY_BY_CODE
 
 # PROJECT-ZONE-TYPE-NNN, e.g. LIB-Z01-WALL-001:
 #   PROJECT  2-8 uppercase letters/digits
@@ -27,21 +31,37 @@ DEFAULT_NAME_EXPECTED = "PROJECT-ZONE-TYPE-NNN, e.g. LIB-Z01-WALL-001"
 DEFAULT_LAYER_PATTERN = r"Default|[A-Z0-9][A-Za-z0-9 _-]{0,63}"
 DEFAULT_LAYER_EXPECTED = "'Default' or an uppercase letter/digit followed by letters, digits, space, _ or - (max 64), e.g. WALLS"
 
+SEVERITY_CHOICES = ("error", "warning", "info", "off")
+# rhino3dm's UnitSystem names a model can declare (required_units)
+UNIT_NAMES = (
+    "Angstroms", "Nanometers", "Microns", "Millimeters", "Centimeters", "Decimeters", "Meters", "Dekameters",
+    "Hectometers", "Kilometers", "Megameters", "Gigameters", "Microinches", "Mils", "Inches", "Feet", "Yards",
+    "Miles", "PrinterPoints", "PrinterPicas", "NauticalMiles", "AstronomicalUnits", "LightYears", "Parsecs",
+    "CustomUnits",
+)
+
+
+class RulesError(ValueError):
+    """A rule value that cannot be used; `.field` names the rule."""
+
+    def __init__(self, field_name: str, message: str) -> None:
+        super().__init__(f"{field_name}: {message}")
+        self.field = field_name
+        self.message = message
+
 
 @dataclass(frozen=True)
 class ValidationRules:
-    """Thresholds and patterns for one validation run (all have defaults)."""
+    """Thresholds, patterns and conventions for one validation run (all have defaults)."""
 
     name_pattern: str = DEFAULT_NAME_PATTERN
     name_expected: str = DEFAULT_NAME_EXPECTED
     layer_pattern: str = DEFAULT_LAYER_PATTERN
     layer_expected: str = DEFAULT_LAYER_EXPECTED
     unique_names: bool = True
-    # A Brep/Extrusion/Mesh/SubD on a layer whose full path matches this
-    # (re.search) must be closed.
+    # A Brep/Extrusion/Mesh/SubD on a layer whose full path matches this (re.search) must be closed.
     solid_layer_pattern: str = r"(?i)solid"
-    # Breps with >= 2 faces and extrusions with >= 1 cap must be closed
-    # wherever they are.
+    # Breps with >= 2 faces and extrusions with >= 1 cap must be closed wherever they are.
     polysurfaces_must_be_closed: bool = True
     # OBJECT_FAR_OUTSIDE: distance of an object's bbox centre from the median
     # centre > factor * max(median distance, median half-diagonal, abs tol).
@@ -49,21 +69,45 @@ class ValidationRules:
     far_outside_min_objects: int = 5
     # TOLERANCE_LARGE: absolute tolerance larger than this, in metres.
     max_absolute_tolerance_m: float = 0.01
+    # Team conventions; an empty value switches the rule off.
+    required_layers: tuple[str, ...] = ()  # full paths ("Parent::Child") that must exist
+    allowed_layer_names: tuple[str, ...] = ()  # every layer's own name must be one of these
+    allowed_object_types: tuple[str, ...] = ()  # rhino3dm class names, e.g. "Brep", "Extrusion"
+    required_user_text: Mapping[str, str] = field(default_factory=dict)  # key -> value pattern (fullmatch)
+    required_units: str | None = None  # e.g. "Millimeters"
+    block_name_pattern: str | None = None  # block (instance definition) names, fullmatch
+    max_object_count: int | None = None
+    severity: Mapping[str, str] = field(default_factory=dict)  # finding code -> error|warning|info|off
     # Report size caps (summary counts still include everything).
     max_findings_per_code: int = 500
     max_listed_names: int = 1000
     _compiled: dict[str, re.Pattern[str]] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        for key in ("name_pattern", "layer_pattern", "solid_layer_pattern"):
-            try:
-                self._compiled[key] = re.compile(getattr(self, key))
-            except re.error as exc:
-                raise ValueError(f"invalid regular expression for {key}: {exc}") from exc
-        if self.far_outside_factor <= 0:
-            raise ValueError("far_outside_factor must be > 0")
+        for key in ("name_pattern", "layer_pattern", "solid_layer_pattern", "block_name_pattern"):
+            if getattr(self, key) is not None:
+                self._compiled[key] = _compile(key, getattr(self, key))
+        for key, pattern in self.required_user_text.items():
+            self._compiled[f"user_text:{key}"] = _compile("required_user_text", pattern, key)
+        if not self.far_outside_factor > 0:
+            raise RulesError("far_outside_factor", "must be > 0")
         if self.max_findings_per_code < 1:
-            raise ValueError("max_findings_per_code must be >= 1")
+            raise RulesError("max_findings_per_code", "must be >= 1")
+        if self.max_listed_names < 0:
+            raise RulesError("max_listed_names", "must be >= 0")
+        if self.max_object_count is not None and self.max_object_count < 0:
+            raise RulesError("max_object_count", "must be >= 0")
+        if self.required_units is not None and self.required_units not in UNIT_NAMES:
+            raise RulesError("required_units", f"unknown unit {self.required_units!r}; one of {', '.join(UNIT_NAMES)}")
+        unknown_kinds = [kind for kind in self.allowed_object_types if kind not in KNOWN_KINDS]
+        if unknown_kinds:
+            raise RulesError("allowed_object_types", f"unknown type(s) {', '.join(map(repr, unknown_kinds))}; "
+                             f"known: {', '.join(KNOWN_KINDS)}")
+        for code, level in self.severity.items():
+            if code not in SEVERITY_BY_CODE:
+                raise RulesError("severity", f"unknown finding code {code!r}")
+            if level not in SEVERITY_CHOICES:
+                raise RulesError("severity", f"{code}: {level!r} is not one of {', '.join(SEVERITY_CHOICES)}")
 
     @property
     def name_re(self) -> re.Pattern[str]:
@@ -77,21 +121,79 @@ class ValidationRules:
     def solid_layer_re(self) -> re.Pattern[str]:
         return self._compiled["solid_layer_pattern"]
 
+    @property
+    def block_name_re(self) -> re.Pattern[str] | None:
+        return self._compiled.get("block_name_pattern")
+
+    def user_text_re(self, key: str) -> re.Pattern[str]:
+        return self._compiled[f"user_text:{key}"]
+
     def replace(self, **changes: Any) -> ValidationRules:
         return dataclasses.replace(self, **changes)
 
     def as_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
+        """Every rule, JSON-safe (tuples as lists, mappings as dicts)."""
+        return {name: _plain(getattr(self, name)) for name in RULE_FIELDS}
+
+
+def _compile(key: str, pattern: str, label: str | None = None) -> re.Pattern[str]:
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        where = f" (key {label!r})" if label else ""
+        raise RulesError(key, f"invalid regular expression{where}: {exc}") from exc
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, Mapping):
+        return dict(value)
+    return value
+
+
+RULE_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ValidationRules) if f.init)
+_KIND = {  # field -> expected JSON/TOML shape
+    f.name: {"str": "str", "bool": "bool", "float": "float", "int": "int", "str | None": "str?",
+             "int | None": "int?", "tuple[str, ...]": "list", "Mapping[str, str]": "map"}[str(f.type)]
+    for f in dataclasses.fields(ValidationRules) if f.init
+}
 
 
 def coerce_rules(rules: ValidationRules | Mapping[str, Any] | None) -> ValidationRules:
-    """Accept None (defaults), a ValidationRules, or a mapping of overrides."""
+    """Accept None (defaults), a ValidationRules, or a mapping of overrides (as parsed from JSON
+    or TOML). Raises RulesError naming the first field that is unknown or of the wrong type."""
     if rules is None:
         return ValidationRules()
     if isinstance(rules, ValidationRules):
         return rules
-    known = {f.name for f in dataclasses.fields(ValidationRules) if f.init}
-    unknown = sorted(set(rules) - known)
-    if unknown:
-        raise ValueError(f"unknown validation rule(s): {', '.join(unknown)}")
-    return ValidationRules(**dict(rules))
+    values = {key: _coerce(key, value) for key, value in rules.items()}
+    return ValidationRules(**values)
+
+
+def _coerce(key: str, value: Any) -> Any:
+    kind = _KIND.get(key)
+    if kind is None:
+        raise RulesError(key, "unknown rule")
+    if kind.endswith("?") and value is None:
+        return None
+    kind = kind.rstrip("?")
+    ok = {
+        "str": isinstance(value, str),
+        "bool": isinstance(value, bool),
+        "int": isinstance(value, int) and not isinstance(value, bool),
+        "float": isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value),
+        "list": isinstance(value, list | tuple) and all(isinstance(v, str) for v in value),
+        "map": isinstance(value, Mapping) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()),
+    }[kind]
+    if not ok:
+        wanted = {"str": "a string", "bool": "true or false", "int": "an integer", "float": "a finite number",
+                  "list": "a list of strings", "map": "a table of string keys to string values"}[kind]
+        raise RulesError(key, f"must be {wanted}")
+    if kind == "float":
+        return float(value)
+    if kind == "list":
+        return tuple(value)
+    if kind == "map":
+        return dict(value)
+    return value
