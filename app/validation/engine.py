@@ -15,9 +15,9 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from . import geometry, metadata, nomenclature
+from . import conventions, geometry, metadata, nomenclature
 from .reader import LoadedModel, read_model
-from .codes import FINDINGS_TRUNCATED, MODEL_EMPTY, OBJECTS_UNREADABLE, SCHEMA_VERSION, finding
+from .codes import CHECK_ERROR, FINDINGS_TRUNCATED, MODEL_EMPTY, OBJECTS_UNREADABLE, SCHEMA_VERSION, finding
 from .rules import ValidationRules, coerce_rules
 from .rulesets import Ruleset, canonical_sha256
 from .walk import ObjectData, walk_objects
@@ -65,23 +65,34 @@ def validate_path(
     loaded = read_model(path)
     model = loaded.model
     tick(10, "reading")
-    settings = metadata.read_settings(model)
-    layers = metadata.read_layers(model)
+    pending: list[Pending] = []
+    guard = _Guard(pending)
+    settings = guard("settings", metadata.read_settings, metadata.UNKNOWN_SETTINGS, model)
+    layers = guard("layers", metadata.read_layers, [], model)
+    blocks = guard("block definitions", metadata.read_blocks, [], model)
     solid_layers = geometry.solid_layer_flags([layer["full_path"] for layer in layers], rules)
-    table = model.Objects
-    data = walk_objects(table, solid_layers, rules, tick, 10, 85)
+    data = walk_objects(model, solid_layers, rules, tick, 10, 85)
     tick(85, "nomenclature")
-    pending = _model_level(loaded, data)
-    pending += nomenclature.check_object_names(data.names, data.kinds, rules)
+    pending += _model_level(loaded, data)
+    pending += nomenclature.check_object_names(data.names, data.kinds, rules, data.in_block)
     pending += nomenclature.check_layer_names(layers, rules)
+    pending += conventions.check_layers(layers, rules)
+    pending += conventions.check_objects(data, rules)
+    pending += conventions.check_units(settings["unit_system"], rules)
+    pending += conventions.check_blocks(blocks, rules)
     tick(92, "geometry")
     tol = settings["tolerances"]["absolute"]
     tol = tol if tol and tol > 0 else _DEFAULT_TOL
-    boxes = geometry.BoxColumns(data.boxes)
+    boxes = geometry.BoxColumns(data.boxes, data.in_block | data.no_box)
     pending += geometry.check_settings(settings, rules)
     pending += geometry.check_objects(data, boxes, tol)
     pending += geometry.check_far_outside(data, boxes, tol, rules)
-    findings, counts = _finalise(pending, table, rules.max_findings_per_code)
+    pending += [
+        (i, finding(CHECK_ERROR, f"check {check!r} failed on a {data.kinds[i]}: {error}: {message}",
+                    check=check, exception=error, kind=data.kinds[i]))
+        for i, check, error, message in data.errors
+    ]
+    findings, counts = _finalise(pending, model.Objects, rules)
     report = {
         "schema_version": SCHEMA_VERSION,
         "summary": {
@@ -90,13 +101,29 @@ def validate_path(
             "objects": data.count,
             "duration_seconds": round(time.perf_counter() - started, 6),
         },
-        "metadata": metadata.build_metadata(loaded, settings, layers, data, boxes, rules),
+        "metadata": metadata.build_metadata(loaded, settings, layers, blocks, data, boxes, rules, file_name),
         "findings": findings,
         "ruleset": ruleset_ref,
         "rules": rules.as_dict(),
     }
     tick(100, "done")
     return report
+
+
+class _Guard:
+    """Runs a model-level read; if it raises, records a CHECK_ERROR and returns `default`."""
+
+    def __init__(self, pending: list[Pending]) -> None:
+        self.pending = pending
+
+    def __call__(self, check: str, read: Callable[..., Any], default: Any, *args: Any) -> Any:
+        try:
+            return read(*args)
+        except Exception as exc:  # noqa: BLE001 (what a model contains never ends the report)
+            self.pending.append((None, finding(
+                CHECK_ERROR, f"reading the model's {check} failed: {type(exc).__name__}: {str(exc)[:300]}",
+                check=check, exception=type(exc).__name__, kind=None)))
+            return default
 
 
 def _model_level(loaded: LoadedModel, data: ObjectData) -> list[Pending]:
@@ -111,17 +138,24 @@ def _model_level(loaded: LoadedModel, data: ObjectData) -> list[Pending]:
     return out
 
 
-def _finalise(pending: list[Pending], table: Any, cap: int) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """Count every violation, keep at most `cap` findings per code, resolve ids."""
+def _finalise(pending: list[Pending], table: Any, rules: ValidationRules) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Apply the ruleset's severity overrides, count every violation, keep at most
+    `max_findings_per_code` findings per code, resolve object ids."""
+    cap, overrides = rules.max_findings_per_code, rules.severity
     counts = {"error": 0, "warning": 0, "info": 0}
     kept: list[dict[str, Any]] = []
     per_code: dict[str, int] = {}
     for index, item in pending:
+        level = overrides.get(item["code"])
+        if level == "off":
+            continue
+        if level is not None:
+            item["severity"] = level
         counts[item["severity"]] += 1
         seen = per_code[item["code"]] = per_code.get(item["code"], 0) + 1
         if seen <= cap:
             if index is not None:
-                item["object_id"] = str(table[index].Attributes.Id)
+                item["object_id"] = _object_id(table, index)
             kept.append(item)
     for code, seen in sorted(per_code.items()):
         if seen > cap:
@@ -130,3 +164,10 @@ def _finalise(pending: list[Pending], table: Any, cap: int) -> tuple[list[dict[s
                 FINDINGS_TRUNCATED, f"{seen - cap} more {code} findings omitted (cap {cap} per code)",
                 finding_code=code, total=seen, omitted=seen - cap))
     return kept, counts
+
+
+def _object_id(table: Any, index: int) -> str | None:
+    try:
+        return str(table[index].Attributes.Id)
+    except Exception:  # noqa: BLE001 (the finding stands without its id)
+        return None

@@ -97,13 +97,17 @@ class BoxColumns:
     """The walk's flat box array split into six columns, plus which boxes are usable
     (finite and min <= max on every axis)."""
 
-    def __init__(self, boxes: array) -> None:
+    def __init__(self, boxes: array, exclude: set[int] | frozenset[int] = frozenset()) -> None:
+        """`exclude`: boxes left out of the model's statistics (block members, unknown boxes)."""
         self.cols: tuple[array, ...] = tuple(boxes[k::6] for k in range(6))
         inf = math.inf
         ok = [
             -inf < a <= d < inf and -inf < b <= e < inf and -inf < c <= f < inf
             for a, b, c, d, e, f in zip(*self.cols)
         ]
+        self.finite = ok
+        if exclude:
+            ok = [good and i not in exclude for i, good in enumerate(ok)]
         self.all_usable = all(ok)
         # a range when every box is usable (the common case) costs no memory
         self.usable: Sequence[int] = range(len(ok)) if self.all_usable else [i for i, good in enumerate(ok) if good]
@@ -126,13 +130,13 @@ def check_objects(data: ObjectData, boxes: BoxColumns, tol: float) -> list[Pendi
     ]
     for i, code, reason in data.open_solids:
         out.append((i, finding(code, f"{kinds[i]} is open but a closed solid is expected ({reason})", kind=kinds[i], expected_because=reason)))
-    skip = set(data.invalid)
+    skip = set(data.invalid) | data.no_box
     flat_matters = data.solid_expected - {i for i, _, _ in data.open_solids}  # "flat" only for closed ones
-    usable = None if boxes.all_usable else set(boxes.usable)
+    finite = boxes.finite
     for i, (a, b, c, d, e, f) in enumerate(zip(*boxes.cols)):
         if i in skip:
             continue
-        if usable is not None and i not in usable:
+        if not finite[i]:
             problem: str | None = "invalid (not finite, or min > max)"
         elif kinds[i] in POINT_KINDS:
             continue

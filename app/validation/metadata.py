@@ -20,6 +20,12 @@ if TYPE_CHECKING:
     from .walk import ObjectData
 
 
+# What the report shows when the model's settings cannot be read (a CHECK_ERROR says why).
+UNKNOWN_SETTINGS: dict[str, Any] = {
+    "unit_system": "Unset", "tolerances": {"absolute": None, "angle_degrees": None, "relative": None},
+}
+
+
 def read_settings(model: rhino3dm.File3dm) -> dict[str, Any]:
     settings = model.Settings
     unit = settings.ModelUnitSystem
@@ -44,6 +50,14 @@ def read_layers(model: rhino3dm.File3dm) -> list[dict[str, Any]]:
     ]
 
 
+def read_blocks(model: rhino3dm.File3dm) -> list[dict[str, Any]]:
+    """Block (instance) definitions in table order: name, id, number of member objects."""
+    return [
+        {"name": idef.Name or "", "id": str(idef.Id), "objects": len(idef.GetObjectIds())}
+        for idef in model.InstanceDefinitions
+    ]
+
+
 def document_user_strings(model: rhino3dm.File3dm) -> dict[str, str]:
     table = model.Strings
     pairs = (table[k] for k in range(len(table)))
@@ -54,13 +68,16 @@ def build_metadata(
     loaded: LoadedModel,
     settings: dict[str, Any],
     layers: list[dict[str, Any]],
+    blocks: list[dict[str, Any]],
     data: ObjectData,
     boxes: BoxColumns,
     rules: ValidationRules,
+    file_name: str | None = None,
 ) -> dict[str, Any]:
     model = loaded.model
+    per_layer = Counter(data.layers)
     return {
-        "file_name": loaded.path.name,
+        "file_name": file_name or loaded.path.name,
         "file_size_bytes": loaded.size,
         "archive_version": int(model.ArchiveVersion or loaded.archive_version),
         "application_name": model.ApplicationName or None,
@@ -71,14 +88,30 @@ def build_metadata(
         "tolerances": settings["tolerances"],
         "object_count": data.count,
         "objects_by_type": dict(sorted(Counter(data.kinds).items())),
-        "layers": layers,
-        "named_objects": _named_objects(data.names, rules.max_listed_names),
+        "layers": [{**layer, "objects": per_layer.get(layer["index"], 0)} for layer in layers],
+        "block_definitions": _blocks(blocks, data, rules.max_listed_names),
+        "named_objects": _named_objects(data.names, data.in_block, rules.max_listed_names),
         "document_user_strings": document_user_strings(model),
         "bounding_box": overall_box(boxes),
     }
 
 
-def _named_objects(names: list[str], cap: int) -> dict[str, Any]:
+def _blocks(blocks: list[dict[str, Any]], data: ObjectData, cap: int) -> dict[str, Any]:
+    listed = [{**block, "instances": data.instances.get(block["id"], 0)} for block in blocks[:cap]]
+    return {
+        "count": len(blocks),
+        "member_objects": len(data.in_block),
+        "instances": sum(data.instances.values()),
+        "nested_instances": data.nested_instances,
+        "definitions": listed,
+        "truncated": len(blocks) > cap,
+    }
+
+
+def _named_objects(names: list[str], in_block: set[int], cap: int) -> dict[str, Any]:
+    """Names of the objects placed in the model (block members are counted with their block)."""
+    if in_block:
+        names = [n for i, n in enumerate(names) if i not in in_block]
     named = [n for n in names if n.strip()]
     distinct = sorted(set(named))
     return {

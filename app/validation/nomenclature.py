@@ -21,10 +21,17 @@ from .rules import ValidationRules
 Pending = tuple[int | None, dict[str, Any]]
 
 
-def check_object_names(names: list[str], kinds: list[str], rules: ValidationRules) -> list[Pending]:
-    """One pass over the collected names; regex work is done once per distinct name."""
-    verdict: dict[str, str | None] = {}
+def check_object_names(
+    names: list[str], kinds: list[str], rules: ValidationRules, skip: set[int] | frozenset[int] = frozenset()
+) -> list[Pending]:
+    """One pass over the collected names; regex work is done once per distinct name. Objects in
+    `skip` (block members: named with their block, not as model objects) are not checked."""
+    if skip:
+        names = [None if i in skip else name for i, name in enumerate(names)]  # type: ignore[misc]
+    verdict: dict[str | None, str | None] = {None: None}
     for name in set(names):
+        if name is None:
+            continue
         if not name.strip():
             verdict[name] = NAME_MISSING
         elif rules.name_re.fullmatch(name) is None:
@@ -47,7 +54,7 @@ def check_object_names(names: list[str], kinds: list[str], rules: ValidationRule
 
 def _duplicates(names: list[str], verdict: dict[str, str | None], rules: ValidationRules) -> list[Pending]:
     counts = Counter(names)
-    repeated = {n for n, c in counts.items() if c > 1 and verdict[n] != NAME_MISSING}
+    repeated = {n for n, c in counts.items() if c > 1 and n is not None and verdict[n] != NAME_MISSING}
     if not repeated:
         return []
     return [

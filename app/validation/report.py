@@ -39,7 +39,7 @@ class SeverityCounts(_Strict):
 class Summary(_Strict):
     counts: SeverityCounts = Field(description="Every violation, including findings left out by the per-code cap")
     passed: bool = Field(description="True when there is no error-severity violation")
-    objects: int
+    objects: int = Field(description="Object records rhino3dm read (len(File3dm.Objects)), block members included")
     duration_seconds: float
 
 
@@ -54,6 +54,29 @@ class LayerInfo(_Strict):
     full_path: str
     parent: str | None = Field(description="Full path of the parent layer, null at top level")
     id: str
+    objects: int = Field(description="Objects on this layer (block members included)")
+
+
+class BlockDefinitionInfo(_Strict):
+    name: str
+    id: str
+    objects: int = Field(description="Member objects of the definition")
+    instances: int = Field(description="Instances placed in the model (not inside other blocks)")
+
+
+class BlockDefinitions(_Strict):
+    count: int
+    member_objects: int = Field(description="Objects that belong to block definitions (part of object_count)")
+    instances: int = Field(description="Block instances placed in the model")
+    nested_instances: int = Field(description="Block instances inside block definitions")
+    definitions: list[BlockDefinitionInfo] = Field(description="Capped by max_listed_names")
+    truncated: bool
+
+
+class RulesetRef(_Strict):
+    name: str | None = Field(description="The ruleset's name; null for ad-hoc rules passed as overrides")
+    version: int | None = Field(description="The registry's version; null for a ruleset file used offline")
+    sha256: str = Field(description="SHA-256 of the ruleset's canonical JSON (of the effective rules when unnamed)")
 
 
 class Tolerances(_Strict):
@@ -82,6 +105,7 @@ class Metadata(_Strict):
     object_count: int
     objects_by_type: dict[str, int]
     layers: list[LayerInfo]
+    block_definitions: BlockDefinitions
     named_objects: NamedObjects
     document_user_strings: dict[str, str]
     bounding_box: BoundingBoxInfo | None = Field(description="Union of valid object boxes; null without geometry")
@@ -92,6 +116,7 @@ class Report(_Strict):
     summary: Summary
     metadata: Metadata
     findings: list[Finding]
+    ruleset: RulesetRef
     rules: dict[str, Any] = Field(description="The ValidationRules used")
 
 

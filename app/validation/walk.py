@@ -1,20 +1,22 @@
 """The single pass over the object table.
 
-Everything the metadata, nomenclature and geometry checks need is collected
-here in one walk, into flat lists of plain Python values. This is the hot
-path, so it is deliberately plain:
+Everything the metadata, nomenclature and geometry checks need is collected here in one walk,
+into flat lists of plain Python values. This is the hot path, so it is deliberately plain:
 
-* each File3dmObject is fetched once (rhino3dm builds new wrappers on every
-  table access and never frees them, so a second walk costs time *and* memory);
-* the bounding box is taken with one `Encode()` call (one dict) rather than
-  Min/Max/X/Y/Z property calls (eight pybind calls); a Point's box is its
-  `Location.Encode()` (about a third cheaper than GetBoundingBox().Encode());
+* each File3dmObject is fetched once (rhino3dm builds new wrappers on every table access and
+  never frees them, so a second walk costs time *and* memory);
+* the bounding box is taken with one `Encode()` call (one dict) rather than Min/Max/X/Y/Z
+  property calls; a Point's box is its `Location.Encode()`;
+* an annotation's box needs the dimension style it uses (rhino3dm's binding takes it as an
+  argument): the style with the object's DimensionStyleId, else the model's first style, else
+  a default one; styles are looked up once per id;
 * boxes go into one flat array('d') (48 bytes per object), not tuples;
-* LayerIndex is only read for Brep/Extrusion/Mesh/SubD (solid-layer rule);
 * the object kind is the Python class name (`type(geo)`), not `ObjectType`;
-* `Attributes.Id` (a uuid.UUID built from a string) is not read here: the
-  engine fetches ids only for objects that have findings;
+* `Attributes.Id` is not read here: the engine fetches ids only for objects with findings;
 * closedness (IsSolid/IsClosed) is only computed where a solid is expected.
+
+A check that raises on one object is recorded as a CHECK_ERROR (check, exception type, kind),
+and the walk goes on: what a model contains never crashes the report.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import math
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import rhino3dm
 
@@ -40,15 +43,47 @@ class ObjectData:
     count: int = 0
     kinds: list[str] = field(default_factory=list)
     names: list[str] = field(default_factory=list)
-    # 6 doubles per object: minx, miny, minz, maxx, maxy, maxz; NaN for invalid geometry
+    layers: array = field(default_factory=lambda: array("i"))  # layer index per object
+    # 6 doubles per object: minx, miny, minz, maxx, maxy, maxz; NaN where there is no box
     boxes: array = field(default_factory=lambda: array("d"))
+    no_box: set[int] = field(default_factory=set)  # box unknown (check error) or not meaningful
     invalid: list[int] = field(default_factory=list)
+    in_block: set[int] = field(default_factory=set)  # members of block (instance) definitions
     solid_expected: set[int] = field(default_factory=set)
     open_solids: list[tuple[int, str, str]] = field(default_factory=list)  # (index, code, why solid)
+    not_allowed: list[int] = field(default_factory=list)  # kind not in rules.allowed_object_types
+    instances: dict[str, int] = field(default_factory=dict)  # definition id -> placed instances
+    nested_instances: int = 0  # instances inside block definitions
+    user_text: dict[int, dict[str, str]] = field(default_factory=dict)  # only with required_user_text
+    errors: list[tuple[int, str, str, str]] = field(default_factory=list)  # (index, check, exc type, message)
+
+
+_OTHER, _POINT, _SOLID, _ANNOTATION, _INSTANCE = range(5)
+
+
+class _DimStyles:
+    """The dimension style an annotation's bounding box is computed with, looked up once per id."""
+
+    def __init__(self, model: Any) -> None:
+        self._table = model.DimStyles
+        self._by_id: dict[str, Any] = {}
+        self._fallback: Any = None
+
+    def __call__(self, geo: Any) -> Any:
+        key = str(geo.DimensionStyleId)
+        style = self._by_id.get(key)
+        if style is None:
+            style = self._by_id[key] = self._table.FindId(geo.DimensionStyleId) or self.fallback()
+        return style
+
+    def fallback(self) -> Any:
+        if self._fallback is None:
+            self._fallback = self._table[0] if len(self._table) else rhino3dm.DimensionStyle()
+        return self._fallback
 
 
 def walk_objects(
-    table: rhino3dm.File3dmObjectTable,
+    model: Any,
     solid_layers: list[bool],
     rules: ValidationRules,
     tick: Tick,
@@ -56,58 +91,111 @@ def walk_objects(
     stop: int,
 ) -> ObjectData:
     """Visit every object once; report progress from `start` to `stop` percent."""
+    table = model.Objects
     total = len(table)
     data = ObjectData(count=total)
     every = max(1, total // 40)
     countdown = 0
-    kinds_by_class: dict[type, tuple[str, int]] = {}
-    add_kind, add_name, add_box = data.kinds.append, data.names.append, data.boxes.extend
-    add_invalid = data.invalid.append
+    families: dict[type, tuple[str, int, bool]] = {}
+    allowed = set(rules.allowed_object_types)
+    want_user_text = bool(rules.required_user_text)
+    dimstyles = _DimStyles(model)
+    add_kind, add_name, add_box, add_layer = data.kinds.append, data.names.append, data.boxes.extend, data.layers.append
     n_layers = len(solid_layers)
     for i, obj in enumerate(table):
         if countdown == 0:
             tick(start + (stop - start) * i // total, "metadata")
             countdown = every
         countdown -= 1
-        geo = obj.Geometry
-        attrs = obj.Attributes
-        cls = type(geo)
-        kind_info = kinds_by_class.get(cls)
-        if kind_info is None:
-            kind_info = kinds_by_class[cls] = _classify(cls)
-        kind, family = kind_info
-        add_kind(kind)
-        add_name(attrs.Name)
-        if not geo.IsValid:
-            add_invalid(i)
-            add_box(NAN_BOX)
-            continue
-        if family == _POINT:
-            loc = geo.Location.Encode()
-            x, y, z = loc["X"], loc["Y"], loc["Z"]
-            add_box((x, y, z, x, y, z))
-            continue
-        enc = geo.GetBoundingBox().Encode()
-        lo, hi = enc["Min"], enc["Max"]
-        add_box((lo["X"], lo["Y"], lo["Z"], hi["X"], hi["Y"], hi["Z"]))
-        if family == _SOLID:
+        check = "read object"
+        try:
+            geo = obj.Geometry
+            attrs = obj.Attributes
+            cls = type(geo)
+            info = families.get(cls)
+            if info is None:
+                info = families[cls] = _classify(cls, allowed)
+            kind, family, kind_allowed = info
+            add_kind(kind)
+            check = "attributes"
+            add_name(attrs.Name)
             layer = attrs.LayerIndex
-            on_solid_layer = 0 <= layer < n_layers and solid_layers[layer]
-            reason, open_code = solid_state(geo, kind, on_solid_layer, rules)
-            if reason:
-                data.solid_expected.add(i)
-                if open_code:
-                    data.open_solids.append((i, open_code, reason))
+            add_layer(layer)
+            member = attrs.IsInstanceDefinitionObject
+            if member:
+                data.in_block.add(i)
+            elif not kind_allowed:
+                data.not_allowed.append(i)
+            if want_user_text and not member:
+                check = "user text"
+                data.user_text[i] = dict(attrs.GetUserStrings())
+            check = "IsValid"
+            if not geo.IsValid:
+                data.invalid.append(i)
+                add_box(NAN_BOX)
+                continue
+            check = "bounding box"
+            if family == _POINT:
+                loc = geo.Location.Encode()
+                x, y, z = loc["X"], loc["Y"], loc["Z"]
+                add_box((x, y, z, x, y, z))
+                continue
+            if family == _ANNOTATION:
+                enc = geo.GetBoundingBox(dimstyles(geo)).Encode()
+            else:
+                enc = geo.GetBoundingBox().Encode()
+            lo, hi = enc["Min"], enc["Max"]
+            add_box((lo["X"], lo["Y"], lo["Z"], hi["X"], hi["Y"], hi["Z"]))
+            if family == _INSTANCE:
+                check = "block instance"
+                _instance(data, i, geo, member, lo["X"] > hi["X"])
+            elif family == _SOLID:
+                check = "closed solid"
+                on_solid_layer = 0 <= layer < n_layers and solid_layers[layer]
+                reason, open_code = solid_state(geo, kind, on_solid_layer, rules)
+                if reason:
+                    data.solid_expected.add(i)
+                    if open_code:
+                        data.open_solids.append((i, open_code, reason))
+        except Exception as exc:  # noqa: BLE001 (one object's trouble must not end the report)
+            _record_error(data, i, check, exc)
     return data
 
 
-_OTHER, _POINT, _SOLID = 0, 1, 2
+def _instance(data: ObjectData, i: int, geo: Any, member: bool, empty_box: bool) -> None:
+    if member:
+        data.nested_instances += 1
+    else:
+        key = str(geo.ParentIdefId)
+        data.instances[key] = data.instances.get(key, 0) + 1
+    if empty_box:  # rhino3dm stores no box for an instance: nothing to judge it by
+        data.no_box.add(i)
 
 
-def _classify(cls: type) -> tuple[str, int]:
-    """(kind name, family): rhino3dm.Point boxes come from Location (cheaper than
-    GetBoundingBox), SOLID_KINDS may need a closedness check."""
+def _record_error(data: ObjectData, i: int, check: str, exc: Exception) -> None:
+    """Keep the columns aligned (one entry per object) and remember what failed."""
+    if len(data.kinds) <= i:
+        data.kinds.append("unknown")
+    if len(data.names) <= i:
+        data.names.append("")
+    if len(data.layers) <= i:
+        data.layers.append(-1)
+    if len(data.boxes) < 6 * (i + 1):  # failed before its box was known
+        data.boxes.extend(NAN_BOX)
+        data.no_box.add(i)
+    data.errors.append((i, check, type(exc).__name__, str(exc)[:300]))
+
+
+def _classify(cls: type, allowed: set[str]) -> tuple[str, int, bool]:
+    """(kind name, family, allowed by rules.allowed_object_types). A base class name in the
+    allowed list (e.g. "Curve") allows every subclass."""
     name = cls.__name__
+    lineage = {base.__name__ for base in cls.__mro__}
+    kind_allowed = not allowed or bool(lineage & allowed)
     if cls is rhino3dm.Point:
-        return name, _POINT
-    return name, _SOLID if name in SOLID_KINDS else _OTHER
+        return name, _POINT, kind_allowed
+    if issubclass(cls, rhino3dm.AnnotationBase):
+        return name, _ANNOTATION, kind_allowed
+    if cls is rhino3dm.InstanceReference:
+        return name, _INSTANCE, kind_allowed
+    return name, _SOLID if name in SOLID_KINDS else _OTHER, kind_allowed

@@ -107,5 +107,5 @@ def test_custom_scheme_with_dataclass_rules(models: dict[str, Path]) -> None:
 def test_bad_rules_are_refused() -> None:
     with pytest.raises(ValueError, match="name_pattern"):
         ValidationRules(name_pattern="(")
-    with pytest.raises(ValueError, match="unknown validation rule"):
+    with pytest.raises(ValueError, match="nmae_pattern: unknown rule"):
         validate_path("unused.3dm", rules={"nmae_pattern": "x"})

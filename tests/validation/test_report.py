@@ -86,7 +86,7 @@ def test_summary_counts_match_findings(models: dict[str, Path], name: str) -> No
 
 
 def test_schema_describes_the_top_level() -> None:
-    assert set(REPORT_JSON_SCHEMA["properties"]) == {"schema_version", "summary", "metadata", "findings", "rules"}
+    assert set(REPORT_JSON_SCHEMA["properties"]) == {"schema_version", "summary", "metadata", "findings", "ruleset", "rules"}
     assert "Finding" in REPORT_JSON_SCHEMA["$defs"]
 
 
