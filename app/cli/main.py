@@ -133,8 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("redis", help="run the embedded Valkey server").set_defaults(func=cmd_redis)
 
     from app.cli.submit import add_submit_parser
+    from app.cli.validate import add_validate_parser
 
     add_submit_parser(sub)
+    add_validate_parser(sub)
     return parser
 
 

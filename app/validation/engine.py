@@ -19,7 +19,7 @@ from . import conventions, geometry, metadata, nomenclature
 from .reader import LoadedModel, read_model
 from .codes import CHECK_ERROR, FINDINGS_TRUNCATED, MODEL_EMPTY, OBJECTS_UNREADABLE, SCHEMA_VERSION, finding
 from .rules import ValidationRules, coerce_rules
-from .rulesets import Ruleset, canonical_sha256
+from .rulesets import Ruleset, rules_sha256
 from .walk import ObjectData, walk_objects
 
 ProgressCallback = Callable[[int, str], None]
@@ -59,7 +59,7 @@ def validate_path(
     started = time.perf_counter()
     rules = ruleset.rules if ruleset is not None else coerce_rules(rules)
     ruleset_ref = ruleset.ref() if ruleset is not None else {
-        "name": None, "version": None, "sha256": canonical_sha256(rules.as_dict())}
+        "name": None, "version": None, "sha256": rules_sha256(rules)}
     tick = _Progress(progress)
     tick(0, "reading")
     loaded = read_model(path)

@@ -2,8 +2,8 @@
 
 A ruleset is a flat table of rule fields (rules.py, docs/validation.md) plus an optional
 `description`; every field left out keeps its default. Its identity is its name and the SHA-256
-of its content in canonical JSON (sorted keys, no spaces), so a report can name the exact rules
-that produced it: `ruleset: {name, version, sha256}` (the version is the registry's counter,
+of its effective rules and description in canonical JSON (sorted keys, no spaces), so a report
+can name the exact rules that produced it: `ruleset: {name, version, sha256}` (the version is the registry's counter,
 None for a file used offline).
 """
 
@@ -58,7 +58,11 @@ def check_name(name: str) -> str:
     return name
 
 
-def canonical_sha256(content: Mapping[str, Any]) -> str:
+def rules_sha256(rules: ValidationRules, description: str | None = None) -> str:
+    """SHA-256 of the effective rules (every field, defaults included) and the description, as
+    canonical JSON: the same rules hash the same whether a field was given or left at its default,
+    from TOML or from JSON."""
+    content = {"description": description, "rules": rules.as_dict()}
     text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -78,9 +82,8 @@ def build_ruleset(name: str, content: Mapping[str, Any], *, version: int | None 
         rules = coerce_rules({key: value for key, value in content.items() if key != "description"})
     except RulesError as exc:
         raise RulesetError(str(exc), field=exc.field, source=source) from exc
-    # Canonical content: tuples as lists, so the hash is the same for JSON and TOML input.
-    plain = json.loads(json.dumps(content, allow_nan=False))
-    return Ruleset(name, plain, rules, canonical_sha256(plain), version)
+    plain = json.loads(json.dumps(content, allow_nan=False))  # tuples as lists, as JSON gives them
+    return Ruleset(name, plain, rules, rules_sha256(rules, description), version)
 
 
 def load_file(path: str | Path) -> Ruleset:
