@@ -66,6 +66,13 @@ class Broker:
         return redis.Redis.from_url(self.url, socket_timeout=5, **kwargs)
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-golden", action="store_true",
+        help="rewrite tests/fixtures/real/expected/*.json from the current validator (review the git diff)",
+    )
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     shutil.rmtree(TMP, ignore_errors=True)
 

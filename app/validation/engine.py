@@ -83,7 +83,7 @@ def validate_path(
     tick(92, "geometry")
     tol = settings["tolerances"]["absolute"]
     tol = tol if tol and tol > 0 else _DEFAULT_TOL
-    boxes = geometry.BoxColumns(data.boxes, data.in_block | data.no_box)
+    boxes = geometry.BoxColumns(data.boxes, data.in_block | data.no_box | data.page_space)
     pending += geometry.check_settings(settings, rules)
     pending += geometry.check_objects(data, boxes, tol)
     pending += geometry.check_far_outside(data, boxes, tol, rules)

@@ -40,6 +40,8 @@ Pending = tuple[int | None, dict[str, Any]]  # (object index or None, finding)
 
 SOLID_KINDS = frozenset({"Brep", "Extrusion", "Mesh", "SubD"})
 POINT_KINDS = frozenset({"Point", "PointCloud", "TextDot", "Light"})
+# No zero-size check: rhino3dm gives text no glyph width, and a detail's box is its frame.
+NO_EXTENT_KINDS = POINT_KINDS | {"Text", "Leader", "Centermark", "GeometryBase"}
 METRES_PER_UNIT: dict[str, float] = {
     "Angstroms": 1e-10, "Nanometers": 1e-9, "Microns": 1e-6, "Millimeters": 1e-3,
     "Centimeters": 1e-2, "Decimeters": 1e-1, "Meters": 1.0, "Dekameters": 10.0,
@@ -138,7 +140,7 @@ def check_objects(data: ObjectData, boxes: BoxColumns, tol: float) -> list[Pendi
             continue
         if not finite[i]:
             problem: str | None = "invalid (not finite, or min > max)"
-        elif kinds[i] in POINT_KINDS:
+        elif kinds[i] in NO_EXTENT_KINDS:
             continue
         else:
             problem = _degenerate(d - a, e - b, f - c, tol, i in flat_matters)

@@ -8,8 +8,11 @@ into flat lists of plain Python values. This is the hot path, so it is deliberat
 * the bounding box is taken with one `Encode()` call (one dict) rather than Min/Max/X/Y/Z
   property calls; a Point's box is its `Location.Encode()`;
 * an annotation's box needs the dimension style it uses (rhino3dm's binding takes it as an
-  argument): the style with the object's DimensionStyleId, else the model's first style, else
-  a default one; styles are looked up once per id;
+  argument), looked up once per DimensionStyleId; rhino3dm has no font engine, so text boxes
+  have no glyph width (the geometry checks do not call them zero-size);
+* block membership (`IsInstanceDefinitionObject`) is only read when the model has block
+  definitions, and the page/model space only for annotations and details (layout objects are
+  left out of the model's extent and outlier statistics);
 * boxes go into one flat array('d') (48 bytes per object), not tuples;
 * the object kind is the Python class name (`type(geo)`), not `ObjectType`;
 * `Attributes.Id` is not read here: the engine fetches ids only for objects with findings;
@@ -49,6 +52,7 @@ class ObjectData:
     no_box: set[int] = field(default_factory=set)  # box unknown (check error) or not meaningful
     invalid: list[int] = field(default_factory=list)
     in_block: set[int] = field(default_factory=set)  # members of block (instance) definitions
+    page_space: set[int] = field(default_factory=set)  # annotations and details on layouts
     solid_expected: set[int] = field(default_factory=set)
     open_solids: list[tuple[int, str, str]] = field(default_factory=list)  # (index, code, why solid)
     not_allowed: list[int] = field(default_factory=list)  # kind not in rules.allowed_object_types
@@ -58,28 +62,24 @@ class ObjectData:
     errors: list[tuple[int, str, str, str]] = field(default_factory=list)  # (index, check, exc type, message)
 
 
-_OTHER, _POINT, _SOLID, _ANNOTATION, _INSTANCE = range(5)
+_OTHER, _POINT, _SOLID, _ANNOTATION, _INSTANCE, _DETAIL = range(6)
+_PAGE = rhino3dm.ActiveSpace.PageSpace
 
 
 class _DimStyles:
-    """The dimension style an annotation's bounding box is computed with, looked up once per id."""
+    """The dimension style an annotation's bounding box is computed with, looked up once per id.
+    rhino3dm's FindId never misses: an unknown id gives its built-in "Default" style."""
 
     def __init__(self, model: Any) -> None:
         self._table = model.DimStyles
         self._by_id: dict[str, Any] = {}
-        self._fallback: Any = None
 
     def __call__(self, geo: Any) -> Any:
         key = str(geo.DimensionStyleId)
         style = self._by_id.get(key)
         if style is None:
-            style = self._by_id[key] = self._table.FindId(geo.DimensionStyleId) or self.fallback()
+            style = self._by_id[key] = self._table.FindId(geo.DimensionStyleId)
         return style
-
-    def fallback(self) -> Any:
-        if self._fallback is None:
-            self._fallback = self._table[0] if len(self._table) else rhino3dm.DimensionStyle()
-        return self._fallback
 
 
 def walk_objects(
@@ -100,6 +100,7 @@ def walk_objects(
     allowed = set(rules.allowed_object_types)
     want_user_text = bool(rules.required_user_text)
     dimstyles = _DimStyles(model)
+    has_blocks = len(model.InstanceDefinitions) > 0
     add_kind, add_name, add_box, add_layer = data.kinds.append, data.names.append, data.boxes.extend, data.layers.append
     n_layers = len(solid_layers)
     for i, obj in enumerate(table):
@@ -121,7 +122,7 @@ def walk_objects(
             add_name(attrs.Name)
             layer = attrs.LayerIndex
             add_layer(layer)
-            member = attrs.IsInstanceDefinitionObject
+            member = has_blocks and attrs.IsInstanceDefinitionObject
             if member:
                 data.in_block.add(i)
             elif not kind_allowed:
@@ -141,8 +142,12 @@ def walk_objects(
                 add_box((x, y, z, x, y, z))
                 continue
             if family == _ANNOTATION:
+                if attrs.ActiveSpace == _PAGE:
+                    data.page_space.add(i)
                 enc = geo.GetBoundingBox(dimstyles(geo)).Encode()
             else:
+                if family == _DETAIL and attrs.ActiveSpace == _PAGE:
+                    data.page_space.add(i)
                 enc = geo.GetBoundingBox().Encode()
             lo, hi = enc["Min"], enc["Max"]
             add_box((lo["X"], lo["Y"], lo["Z"], hi["X"], hi["Y"], hi["Z"]))
@@ -198,4 +203,6 @@ def _classify(cls: type, allowed: set[str]) -> tuple[str, int, bool]:
         return name, _ANNOTATION, kind_allowed
     if cls is rhino3dm.InstanceReference:
         return name, _INSTANCE, kind_allowed
+    if cls is rhino3dm.GeometryBase:  # a detail (layout viewport): rhino3dm has no class for it
+        return name, _DETAIL, kind_allowed
     return name, _SOLID if name in SOLID_KINDS else _OTHER, kind_allowed

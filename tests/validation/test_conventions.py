@@ -115,6 +115,7 @@ class _Model:
     def __init__(self, objects: list) -> None:
         self.Objects = objects
         self.DimStyles: list = []
+        self.InstanceDefinitions: list = []
 
 
 def test_a_check_that_raises_on_one_object_is_recorded_and_the_walk_goes_on() -> None:
