@@ -1,6 +1,7 @@
-"""Validation throughput and memory on the large generated fixture.
+"""Validation throughput and memory on the large generated fixture, or on a corpus of real models.
 
     PYTHONPATH=. python bench/validation.py [--objects 20000] [--repeat 5] [--file PATH]
+    PYTHONPATH=. python bench/validation.py --corpus tests/fixtures/real [--repeat 3]
 
 Throughput: the validator (`validate_path`) is compared with a plain rhino3dm
 read-and-walk of the same file (File3dm.Read, then every object's Geometry and
@@ -48,7 +49,7 @@ def peak_rss_kb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 import rhino3dm
-if mode == "validate":
+if mode in ("validate", "baseline-validate"):
     from app.validation import validate_path
 objects = 0
 started = time.perf_counter()
@@ -116,12 +117,43 @@ def report(path: Path, runs: dict[str, list[dict[str, float]]], baseline_kb: flo
             f"{peak_kb * 1024 / size:.2f}x; plain read alone {plain_increase:.2f}x)")
 
 
+def corpus(directory: Path, repeat: int) -> str:
+    """Every model in `directory`: time summed over the files (median of `repeat` interleaved runs
+    each), memory as the validator's peak-RSS increase over the plain read's, per file."""
+    files = sorted(directory.glob("*.3dm"))
+    base_plain = min(run_child("baseline", files[0])["maxrss_kb"] for _ in range(3))
+    base_val = min(run_child("baseline-validate", files[0])["maxrss_kb"] for _ in range(3))
+    t_plain = t_val = 0.0
+    ratios: list[tuple[float, str, float, float]] = []
+    print(f"{'file':38s} {'objects':>7s} {'plain s':>8s} {'valid. s':>8s} {'plain MiB':>9s} {'valid. MiB':>10s}")
+    for path in files:
+        runs = measure(path, repeat)
+        tp = statistics.median(r["seconds"] for r in runs["plain"])
+        tv = statistics.median(r["seconds"] for r in runs["validate"])
+        t_plain, t_val = t_plain + tp, t_val + tv
+        mp = (min(r["maxrss_kb"] for r in runs["plain"]) - base_plain) / 1024
+        mv = (min(r["maxrss_kb"] for r in runs["validate"]) - base_val) / 1024
+        ratios.append((mv / mp if mp > 0.5 else 1.0, path.name, mp, mv))
+        print(f"{path.name[:38]:38s} {runs['validate'][0]['objects']:7d} {tp:8.3f} {tv:8.3f} {mp:9.1f} {mv:10.1f}")
+    big = [r for r in ratios if r[2] >= 4.0]  # below a few MiB the increase is allocator noise
+    worst = max(big) if big else None
+    return (f"corpus {directory} ({len(files)} files): time ratio {t_plain / t_val:.2f}x of plain read+walk "
+            f"(target >= 0.8; plain {t_plain:.2f} s, validator {t_val:.2f} s); peak RSS increase over the plain "
+            f"read's, files whose model takes >= 4 MiB ({len(big)}): median "
+            f"{statistics.median(r[0] for r in big) if big else float('nan'):.2f}x, worst "
+            f"{worst[0] if worst else float('nan'):.2f}x ({worst[1] if worst else '-'}) (target <= 1.15x)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--objects", type=int, default=20000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--file", type=Path, help="benchmark this .3dm instead of generating one")
+    parser.add_argument("--corpus", type=Path, help="benchmark every .3dm in this directory (e.g. tests/fixtures/real)")
     args = parser.parse_args(argv)
+    if args.corpus:
+        print(corpus(args.corpus, args.repeat))
+        return 0
     with tempfile.TemporaryDirectory(prefix="bench-validation-") as tmp:
         path = args.file or make_fixture(args.objects, Path(tmp))
         baseline_kb = min(run_child("baseline", path)["maxrss_kb"] for _ in range(3))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid  # noqa: F401  (rhino3dm returns object ids as uuid.UUID: imported here, not on the first id)
 from collections.abc import Callable, Mapping
 from typing import Any
 

@@ -164,7 +164,7 @@ def coerce_rules(rules: ValidationRules | Mapping[str, Any] | None) -> Validatio
     """Accept None (defaults), a ValidationRules, or a mapping of overrides (as parsed from JSON
     or TOML). Raises RulesError naming the first field that is unknown or of the wrong type."""
     if rules is None:
-        return ValidationRules()
+        return DEFAULT_RULES
     if isinstance(rules, ValidationRules):
         return rules
     values = {key: _coerce(key, value) for key, value in rules.items()}
@@ -197,3 +197,6 @@ def _coerce(key: str, value: Any) -> Any:
     if kind == "map":
         return dict(value)
     return value
+
+
+DEFAULT_RULES = ValidationRules()  # patterns compiled once per process, at import
