@@ -1,6 +1,6 @@
 """Geometry checks: validity, closed solids, bounding boxes, outliers, units.
 
-How the checks decide (see docs/validation.md):
+How the checks decide (see docs/checks.md):
 
 * GEOMETRY_INVALID: `IsValid` is false. Invalid objects get no other geometry
   check and are left out of the outlier statistics.
