@@ -40,6 +40,10 @@ COPY pyproject.toml README.md /tmp/src/
 COPY app /tmp/src/app
 RUN pip install --no-deps /tmp/src \
  && rm -rf /tmp/src
+# The rulesets as code, checked at start-up (a bad file stops the process). The working directory
+# is VAR_DIR, hence an absolute RULESETS_DIR; mount a team's own directory over it to replace them.
+COPY rulesets /app/rulesets
+ENV RULESETS_DIR=/app/rulesets
 WORKDIR /var/lib/librarian
 USER librarian
 EXPOSE 8000 9808 5555

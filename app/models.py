@@ -57,6 +57,9 @@ class Part(SQLModel, table=True):
     task_id: str | None = Field(default=None, max_length=64)
     attempts: int = 0
     error: str | None = Field(default=None, max_length=2000)
+    # The ruleset chosen at the last submit (the report names the version that ran).
+    ruleset_name: str | None = Field(default=None, max_length=64)
+    ruleset_version: int | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 
@@ -76,6 +79,10 @@ class Batch(SQLModel, table=True):
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     owner: str | None = Field(default=None, max_length=100, index=True)
     total: int = 0
+    # The ruleset version fixed at submit time; the `validate` stage of every item uses it
+    # (None: a batch from before rulesets, validated with the latest default).
+    ruleset_name: str | None = Field(default=None, max_length=64)
+    ruleset_version: int | None = None
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -98,3 +105,17 @@ class BatchItem(SQLModel, table=True):
     outputs: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     part_id: uuid.UUID | None = None
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+class RulesetVersion(SQLModel, table=True):
+    """One version of a named ruleset (app/core/rulesets.py). Rows are never changed nor deleted:
+    a report names (name, version), and that version stays readable."""
+
+    __tablename__ = "ruleset_version"
+
+    name: str = Field(primary_key=True, max_length=64)
+    version: int = Field(primary_key=True)
+    sha256: str = Field(max_length=64)
+    content: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False), description="the object as given")
+    source: str = Field(max_length=500, description='"file:<path>", "api" or "builtin"')
+    created_at: datetime = Field(default_factory=utcnow)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import redis
 from celery import Celery
-from fastapi import Depends
+from fastapi import Depends, Query
 
 from collections.abc import Iterator
 
@@ -36,3 +36,6 @@ def get_session() -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 RedisDep = Annotated[redis.Redis, Depends(get_redis_client)]
 CeleryDep = Annotated[Celery, Depends(get_celery)]
+RulesetQuery = Annotated[
+    str | None, Query(description="A ruleset name (GET /api/v1/rulesets); default: DEFAULT_RULESET")
+]

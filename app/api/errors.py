@@ -12,6 +12,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import OperationalError as SQLOperationalError
 
 from app.core.errors import DependencyUnavailable
+from app.core.rulesets import FileOwnedRuleset, UnknownRuleset
+from app.validation.rulesets import RulesetError
 
 log = structlog.get_logger("librarian.api")
 
@@ -41,6 +43,19 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _database(_: Request, exc: Exception) -> JSONResponse:
         log.warning("database unavailable", error=type(exc).__name__)
         return unavailable("database", type(exc).__name__)
+
+    @app.exception_handler(RulesetError)
+    async def _bad_ruleset(_: Request, exc: RulesetError) -> JSONResponse:
+        return JSONResponse(status_code=422, content={"detail": str(exc), "field": exc.field})
+
+    @app.exception_handler(UnknownRuleset)
+    async def _unknown_ruleset(_: Request, exc: UnknownRuleset) -> JSONResponse:
+        # Raised while choosing the ruleset of a submission: the input at fault is `ruleset`.
+        return JSONResponse(status_code=422, content={"detail": str(exc), "field": "ruleset"})
+
+    @app.exception_handler(FileOwnedRuleset)
+    async def _file_owned(_: Request, exc: FileOwnedRuleset) -> JSONResponse:
+        return JSONResponse(status_code=409, content={"detail": str(exc)})
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

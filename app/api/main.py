@@ -10,13 +10,14 @@ import structlog
 from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.datastructures import URL
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import __version__
 from app.api.errors import install_error_handlers
 from app.api.metrics import install_metrics
-from app.api.routes import agents, batches, diagnostics, health, parts, tasks
+from app.api.routes import agents, batches, diagnostics, health, parts, rulesets, tasks
 from app.core.config import settings
 
 log = structlog.get_logger("librarian.api.access")
@@ -25,23 +26,35 @@ api_router = APIRouter(prefix="/api/v1")
 api_router.include_router(tasks.router)
 api_router.include_router(parts.router)
 api_router.include_router(batches.router)
+api_router.include_router(rulesets.router)
 api_router.include_router(agents.router)
 api_router.include_router(diagnostics.router)
 
 
 @asynccontextmanager
 async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-    from app.core.db import init_db
+    from app.core.db import init_db, session_scope
     from app.core.redis import close_async_pool, close_pool
+    from app.core.rulesets import sync_files
     from app.observability.logging import configure_logging
     from app.observability.sentry import init_sentry
+    from app.validation.rulesets import RulesetError
 
     configure_logging("api")
     init_sentry("api")
+    logger = structlog.get_logger("librarian.api")
     try:
         init_db()
     except Exception as exc:  # the API still starts; /health reports the database as down
-        structlog.get_logger("librarian.api").error("database init failed", error=type(exc).__name__)
+        logger.error("database init failed", error=type(exc).__name__)
+    try:
+        with session_scope() as session:
+            sync_files(session)
+    except RulesetError as exc:  # a bad ruleset file: refuse to start (uvicorn exits non-zero)
+        logger.critical("rulesets unusable, not starting", error=str(exc), field=exc.field)
+        raise
+    except SQLAlchemyError as exc:  # the files were checked; storing them waits for the next start
+        logger.error("rulesets not synced: database unavailable", error=type(exc).__name__)
     yield
     close_pool()
     await close_async_pool()

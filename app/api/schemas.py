@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 TaskState = Literal["PENDING", "STARTED", "PROGRESS", "RETRY", "SUCCESS", "FAILURE", "REVOKED"]
 
@@ -41,10 +41,23 @@ class ErrorBody(BaseModel):
     detail: str
 
 
+class FieldErrorBody(BaseModel):
+    detail: str
+    field: str | None = Field(description="The input at fault: a rule field, `name` or `ruleset`")
+
+
+class RulesetChoice(BaseModel):
+    """The ruleset version a submission was given (fixed when it was submitted)."""
+
+    name: str
+    version: int
+
+
 class PartSubmitted(BaseModel):
     part_id: UUID
     task_id: str
     status: str
+    ruleset: RulesetChoice
 
 
 class PartPublic(BaseModel):
@@ -60,6 +73,7 @@ class PartPublic(BaseModel):
     progress: int | None = None
     stage: str | None = None
     summary: dict[str, Any] | None = None
+    ruleset: RulesetChoice | None = Field(None, description="Chosen at the last submit; null for older parts")
     created_at: datetime
     updated_at: datetime
 
@@ -69,3 +83,22 @@ class PartList(BaseModel):
     total: int
     limit: int
     offset: int
+
+
+class RulesetSummary(BaseModel):
+    name: str
+    version: int
+    sha256: str
+    description: str | None = None
+    source: str = Field(description='"file:<path>" (read-only over HTTP), "api" or "builtin"')
+    created_at: datetime
+
+
+class RulesetPublic(RulesetSummary):
+    rules: dict[str, Any] = Field(description="Every rule in effect: the content over the defaults")
+    content: dict[str, Any] = Field(description="The object as given (file or PUT body)")
+
+
+class RulesetList(BaseModel):
+    items: list[RulesetSummary] = Field(description="The latest version of each name")
+    default: str = Field(description="DEFAULT_RULESET: used when a submission names none")

@@ -10,6 +10,8 @@ import hashlib
 import os
 import uuid
 from dataclasses import dataclass, field
+from email.message import Message
+from email.utils import collapse_rfc2231_value
 from pathlib import Path
 from typing import IO
 
@@ -44,11 +46,34 @@ class UploadRejected(HTTPException):
     pass
 
 
+def _header_text(raw: bytes) -> str:
+    """Browsers and httpx send header values as raw UTF-8; a few old clients send Latin-1."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
 def _disposition(value: str) -> tuple[str, str | None]:
-    _, params = parse_options_header(value)
-    name = params.get(b"name", b"").decode(errors="replace")
-    filename = params.get(b"filename")
-    return name, filename.decode(errors="replace") if filename is not None else None
+    """The field name and file name of a part's Content-Disposition, exactly as the client sent
+    them. An RFC 5987/2231 `filename*=UTF-8''…` wins over a plain `filename` (RFC 6266 §4.3); RFC
+    7578 says senders should not use it, but some clients (curl scripts, older libraries) do, and
+    python-multipart ignores it, hence this parser (the standard library's).
+    """
+    header = Message()
+    header["content-disposition"] = value
+    plain: dict[str, str] = {}
+    extended: dict[str, str] = {}
+    for key, param in header.get_params(header="content-disposition", failobj=[])[1:]:
+        if isinstance(param, tuple):  # key*=charset'lang'percent-encoded (or key*0=… continuations)
+            extended[key] = collapse_rfc2231_value(param)
+        else:
+            plain[key] = param
+    name = extended.get("name", plain.get("name", ""))
+    filename = extended.get("filename", plain.get("filename"))
+    if filename is not None and (filename[1:3] == ":\\" or filename[:2] == "\\\\"):
+        filename = filename.rsplit("\\", 1)[-1]  # old IE sends the full Windows path
+    return name, filename
 
 
 async def receive_files(
@@ -92,7 +117,7 @@ async def receive_files(
             fail(413, "a multipart header is too long")
 
     def on_header_end() -> None:
-        current.headers[header_field.decode(errors="replace").lower()] = header_value.decode(errors="replace")
+        current.headers[header_field.decode("latin-1").lower()] = _header_text(bytes(header_value))
         header_field.clear()
         header_value.clear()
 

@@ -26,15 +26,16 @@ def add_submit_parser(sub: Any) -> None:
     parser.add_argument("--wait", action="store_true", help="wait for every validation and show the results")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds to wait with --wait")
     parser.add_argument("--owner", help="owner/user id recorded on the parts")
+    parser.add_argument("--ruleset", help="ruleset name (GET /api/v1/rulesets); default: the API's DEFAULT_RULESET")
     parser.set_defaults(func=cmd_submit)
 
 
-def _upload(client: httpx.Client, path: Path, owner: str | None) -> dict[str, Any]:
+def _upload(client: httpx.Client, path: Path, owner: str | None, ruleset: str | None) -> dict[str, Any]:
     try:
         with path.open("rb") as handle:
             answer = client.post(
                 "/api/v1/parts", files={"file": (path.name, handle, "application/octet-stream")},
-                data={"owner": owner} if owner else None,
+                data={"owner": owner} if owner else None, params={"ruleset": ruleset} if ruleset else None,
             )
     except OSError as exc:
         return {"status": "error", "error": f"cannot read {path}: {exc.strerror or exc}"}
@@ -55,7 +56,7 @@ def cmd_submit(args: argparse.Namespace) -> None:
     with httpx.Client(base_url=args.api, timeout=300) as client, _progress(console) as progress:
         bars = {path: progress.add_task(path.name, total=100) for path in args.files}
         for path in args.files:
-            rows[path] = _upload(client, path, args.owner)
+            rows[path] = _upload(client, path, args.owner, args.ruleset)
             progress.update(bars[path], completed=100 if rows[path]["status"] == "error" else 5,
                             description=f"{path.name} [{rows[path]['status']}]")
         deadline = time.monotonic() + args.timeout

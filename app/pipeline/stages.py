@@ -9,9 +9,12 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.core.config import settings
+
+if TYPE_CHECKING:  # the stages import app.validation lazily (see _read)
+    from app.validation.rulesets import Ruleset
 
 MAGIC = b"3D Geometry File Format "
 
@@ -87,11 +90,11 @@ def extract(path: Path) -> dict[str, Any]:
     return {"settings": settings_, "layers": [layer["full_path"] for layer in layers]}
 
 
-def validate(path: Path) -> dict[str, Any]:
-    """The full validation report (app.validation)."""
+def validate(path: Path, *, ruleset: Ruleset | None = None, file_name: str | None = None) -> dict[str, Any]:
+    """The full validation report (app.validation) under `ruleset`, naming the file `file_name`."""
     from app.validation import UnreadableModelError, validate_path
 
     try:
-        return validate_path(path)
+        return validate_path(path, ruleset=ruleset, file_name=file_name)
     except UnreadableModelError as exc:
         raise StageRejected(exc.reason) from exc

@@ -9,19 +9,23 @@ See docs/validation.md for the report schema, finding codes and rules.
 from typing import Any
 
 from .codes import FINDING_CODES, SCHEMA_VERSION, SEVERITY_BY_CODE
-from .engine import ProgressCallback, validate_path
 from .errors import ModelFileMissingError, UnreadableModelError
 from .rules import RulesError, ValidationRules
 from .rulesets import Ruleset, RulesetError, build_ruleset, load_dir, load_file
 
 
 def __getattr__(name: str) -> Any:
-    # The pydantic models are only needed to validate/describe reports, not to
-    # produce them; importing them lazily keeps ~14 MB out of every worker.
+    # Imported on first use: the pydantic models (only needed to validate or describe reports,
+    # ~14 MB kept out of every worker) and the engine (rhino3dm, ~18 MB kept out of the API,
+    # which only checks rulesets).
     if name in ("Report", "REPORT_JSON_SCHEMA"):
         from . import report
 
         return getattr(report, name)
+    if name in ("validate_path", "ProgressCallback"):
+        from . import engine
+
+        return getattr(engine, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -25,12 +25,13 @@ def _setup_logging(**_: Any) -> None:
 @signals.worker_init.connect
 def _worker_init(sender: Any = None, **_: Any) -> None:
     from app.observability.sentry import init_sentry
-    from app.worker.startup_checks import check_visibility_timeout
+    from app.worker.startup_checks import check_visibility_timeout, prepare_database
 
     init_sentry("worker")
     app = sender.app if sender is not None else None
     if app is not None:
         check_visibility_timeout(app)
+        prepare_database()  # before the pool forks (worker_process_init drops the engine in children)
         from app.observability.metrics import initialise_task_series
         from app.worker.celery_app import queue_for
 
@@ -85,11 +86,9 @@ def _start_metrics_server(**_: Any) -> None:
 
 @signals.worker_ready.connect
 def _worker_ready(sender: Any = None, **_: Any) -> None:
-    from app.core.db import init_db
     from app.core.redis import get_redis
     from app.worker.startup_checks import check_broker_durability
 
-    init_db()
     for warning in check_broker_durability(get_redis()):
         log.warning("broker durability", problem=warning)
     log.info(

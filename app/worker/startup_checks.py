@@ -1,4 +1,5 @@
-"""Checks a worker runs at start-up: refuse unsafe time limits, warn about an evicting broker."""
+"""Checks a worker runs at start-up: refuse unsafe time limits and bad rulesets, warn about an
+evicting broker."""
 
 from __future__ import annotations
 
@@ -6,8 +7,12 @@ from typing import Any
 
 import structlog
 from celery import Celery
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.core.config import settings
+from app.core.db import init_db, session_scope
+from app.core.rulesets import sync_files
+from app.validation.rulesets import RulesetError
 
 log = structlog.get_logger("librarian.worker.startup")
 
@@ -20,6 +25,28 @@ class UnsafeConfigurationError(SystemExit):
     exception left the unsafe worker running. SystemExit goes through it and stops the worker
     before its pool starts (exit status 1, the reason on stderr and in the log).
     """
+
+
+class RulesetsUnusable(SystemExit):
+    """A ruleset file that does not load, or a DEFAULT_RULESET that does not exist: a SystemExit
+    for the reason UnsafeConfigurationError is one (the worker stops, status 1, reason logged)."""
+
+
+def prepare_database() -> None:
+    """Create the tables, then store changed ruleset files as new versions (app/core/rulesets.py).
+
+    A bad ruleset file stops the worker; a database that cannot be reached does not (the tasks
+    retry, /health reports it), as before rulesets existed.
+    """
+    try:
+        init_db()
+        with session_scope() as session:
+            sync_files(session)
+    except RulesetError as exc:
+        log.critical("rulesets unusable, worker not started", error=str(exc), field=exc.field)
+        raise RulesetsUnusable(str(exc)) from exc
+    except SQLAlchemyError as exc:
+        log.error("database init failed", error=type(exc).__name__)
 
 
 def longest_hard_limit(app: Celery) -> int:

@@ -51,7 +51,9 @@ def test_mixed_batch_reaches_the_right_statuses_and_counts_always_add_up(http, w
     answer = post_batch(http, [models[name] for name in MIX])
     assert answer.status_code == 202, answer.text
     batch_id = answer.json()["batch_id"]
-    assert answer.json() == {"batch_id": batch_id, "total": 5, "queued": 5}
+    default = http.get("/api/v1/rulesets/default").json()
+    assert answer.json() == {"batch_id": batch_id, "total": 5, "queued": 5,
+                             "ruleset": {"name": "default", "version": default["version"]}}
     polls = wait_done(http, batch_id)
     for poll in polls:
         assert sum(poll["by_status"].values()) == 5, poll

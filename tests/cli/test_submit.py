@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import uuid
 
 import pytest
 
@@ -32,3 +34,25 @@ def test_submit_exits_zero_when_everything_was_checked(api, worker, models):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "validated" in result.stdout
+
+
+def test_submit_ruleset_chooses_the_ruleset_and_an_unknown_one_is_an_error(api, worker, tmp_path):
+    import httpx
+
+    from tests.fixtures.models_3dm import named_objects
+
+    model = named_objects(tmp_path, ["SF-C12-D-001", "SF-C12-D-002"], "team.3dm")
+    name = f"team-cli-{uuid.uuid4().hex[:6]}"
+    httpx.put(f"{api.base_url}/api/v1/rulesets/{name}", json={"name_pattern": "SF-C[0-9]{2}-[A-Z]-[0-9]{3}"})
+
+    def submit(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "app.cli.main", "submit", "--api", api.base_url, "--wait", *args, str(model)],
+            capture_output=True, text=True, cwd=ROOT, timeout=180, env={**os.environ, "COLUMNS": "200"},
+        )
+
+    team, default, unknown = submit("--ruleset", name), submit(), submit("--ruleset", "nobody-here")
+    assert team.returncode == 0 and "validated" in team.stdout, team.stdout + team.stderr
+    assert default.returncode == 0 and "rejected" in default.stdout, default.stdout
+    assert unknown.returncode == 1
+    assert "unknown ruleset 'nobody-here'" in unknown.stdout

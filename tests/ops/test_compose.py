@@ -174,6 +174,17 @@ def test_dockerfile_prod_stage_runs_as_non_root():
     assert "requirements.lock" in "\n".join(stages["base"])
 
 
+def test_the_prod_image_ships_the_rulesets_where_rulesets_dir_points():
+    """Every process loads RULESETS_DIR at start-up; the image's working directory is VAR_DIR."""
+    prod = DOCKERFILE.read_text().split(" AS prod", 1)[1]
+    copied = re.search(r"^COPY\s+rulesets\s+(\S+)", prod, re.MULTILINE)
+    configured = re.search(r"^ENV\s+RULESETS_DIR=(\S+)", prod, re.MULTILINE)
+    assert copied and configured, "the prod stage must COPY rulesets and set RULESETS_DIR"
+    assert copied.group(1).rstrip("/") == configured.group(1).rstrip("/")
+    assert configured.group(1).startswith("/")
+    assert (ROOT / "rulesets" / "default.toml").is_file()
+
+
 def test_dockerignore_keeps_secrets_and_state_out():
     ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()}
     for entry in (".git", ".env", ".venv/", "var/", "**/__pycache__/"):

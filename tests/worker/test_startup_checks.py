@@ -1,9 +1,13 @@
-"""Start-up checks (unit): unsafe visibility timeouts refused, evicting brokers reported."""
+"""Start-up checks: unsafe visibility timeouts refused, evicting brokers reported (unit); a real
+worker refusing to start on a bad ruleset file."""
 
 from __future__ import annotations
 
 import pytest
 from celery import Celery
+
+from tests.conftest import TMP, stack_env
+from tests.utils.processes import ManagedProcess, cli
 
 from app.worker.startup_checks import (
     UnsafeConfigurationError,
@@ -56,3 +60,20 @@ def test_evicting_broker_without_persistence_is_reported():
 
 def test_durable_broker_is_not_reported():
     assert check_broker_durability(FakeRedis(**{"maxmemory-policy": "noeviction", "appendonly": "yes"})) == []
+
+
+@pytest.mark.integration
+def test_a_worker_with_a_bad_ruleset_file_exits_naming_the_file_and_the_field(broker, tmp_path):
+    (tmp_path / "team-bad.toml").write_text("name_pattern = 'SF-(C'\n")
+    process = ManagedProcess("worker-bad-ruleset", cli("worker", "--name", "bad-ruleset@%h"),
+                             stack_env(RULESETS_DIR=str(tmp_path)), TMP / "logs")
+    process.start()
+    try:
+        status = process.process.wait(timeout=60)
+    finally:
+        process.stop()
+    output = process.output()
+    assert status != 0
+    assert "rulesets unusable, worker not started" in output
+    assert f"{tmp_path / 'team-bad.toml'}: name_pattern: invalid regular expression" in output
+    assert "worker ready" not in output

@@ -11,10 +11,11 @@ from starlette.concurrency import run_in_threadpool
 from pydantic import BaseModel
 from sqlmodel import col, func, select
 
-from app.api.deps import RedisDep, SessionDep
+from app.api.deps import RedisDep, RulesetQuery, SessionDep
 from app.api.ratelimit import rate_limit, upload_limiter
-from app.api.schemas import ErrorBody
+from app.api.schemas import ErrorBody, FieldErrorBody, RulesetChoice
 from app.api.uploads import discard, receive_files
+from app.core import rulesets
 from app.core.config import settings
 from app.core.errors import DependencyUnavailable
 from app.core.storage import resolve_in_storage, sanitize_filename
@@ -30,6 +31,7 @@ class BatchCreated(BaseModel):
     batch_id: uuid.UUID
     total: int
     queued: int
+    ruleset: RulesetChoice
 
 
 class ItemFailure(BaseModel):
@@ -43,6 +45,7 @@ class ItemFailure(BaseModel):
 class BatchStatus(BaseModel):
     batch_id: uuid.UUID
     owner: str | None
+    ruleset: RulesetChoice | None = None
     total: int
     done: int
     progress: str
@@ -83,31 +86,37 @@ def _enqueue(session: SessionDep, items: list[BatchItem], owner: str | None, cli
     status_code=status.HTTP_202_ACCEPTED,
     response_model=BatchCreated,
     dependencies=[Depends(rate_limit(upload_limiter))],
-    responses={413: {"model": ErrorBody}, 422: {"model": ErrorBody}, 429: {"model": ErrorBody}},
+    responses={413: {"model": ErrorBody}, 422: {"model": FieldErrorBody}, 429: {"model": ErrorBody}},
     openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
         "type": "object", "required": ["files"],
         "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}},
-                       "owner": {"type": "string"}},
+                       "owner": {"type": "string"}, "ruleset": {"type": "string"}},
     }}}}},
 )
-async def create_batch(request: Request, session: SessionDep, client: RedisDep) -> BatchCreated:
-    """Upload many `.3dm` files (multipart field `files`, repeated); each runs the six stages."""
+async def create_batch(
+    request: Request, session: SessionDep, client: RedisDep,
+    ruleset: RulesetQuery = None,
+) -> BatchCreated:
+    """Upload many `.3dm` files (multipart field `files`, repeated); each runs the six stages. The
+    `validate` stage uses the ruleset named by `?ruleset=` or the form field `ruleset` (the query
+    wins), else DEFAULT_RULESET: its latest version now, for every item and every retry."""
     batch_id = uuid.uuid4()
     files, fields = await receive_files(
         request, incoming_dir=settings.storage_dir / ".incoming", max_file_bytes=settings.max_file_size_bytes,
         max_files=settings.MAX_ITEMS_PER_BATCH, too_many_status=422,
     )
     # Everything after the body arrived blocks (disk, database, broker): off the event loop.
-    return await run_in_threadpool(_store_and_enqueue, request, batch_id, files, fields, session, client)
+    return await run_in_threadpool(_store_and_enqueue, request, batch_id, files, fields, ruleset, session, client)
 
 
 def _store_and_enqueue(request: Request, batch_id: uuid.UUID, files: list[Any], fields: dict[str, str],
-                       session: SessionDep, client: RedisDep) -> BatchCreated:
-    if not files:
-        raise HTTPException(422, detail="no files: send them in the multipart field 'files'")
+                       ruleset: str | None, session: SessionDep, client: RedisDep) -> BatchCreated:
     owner = (fields.get("owner") or request.headers.get("x-librarian-user") or "").strip()[:100] or None
     items = []
     try:
+        chosen = rulesets.resolve(session, name=ruleset or fields.get("ruleset"))  # before anything is stored
+        if not files:
+            raise HTTPException(422, detail="no files: send them in the multipart field 'files'")
         for received in files:
             item_id = uuid.uuid4()
             key = f"batches/{batch_id}/{item_id}/{sanitize_filename(received.filename)}"
@@ -120,11 +129,13 @@ def _store_and_enqueue(request: Request, batch_id: uuid.UUID, files: list[Any], 
     except BaseException:
         discard(files)
         raise
-    session.add(Batch(id=batch_id, owner=owner, total=len(items)))
+    session.add(Batch(id=batch_id, owner=owner, total=len(items), ruleset_name=chosen.name,
+                      ruleset_version=chosen.version))
     session.add_all(items)
     session.commit()
     queued = _enqueue(session, items, owner, client)
-    return BatchCreated(batch_id=batch_id, total=len(items), queued=queued)
+    return BatchCreated(batch_id=batch_id, total=len(items), queued=queued,
+                        ruleset=RulesetChoice(name=chosen.name, version=chosen.version))
 
 
 def _batch(session: SessionDep, batch_id: uuid.UUID) -> Batch:
@@ -149,6 +160,7 @@ def get_batch(batch_id: uuid.UUID, session: SessionDep) -> BatchStatus:
     done = by_status.get(FINISHED, 0) + sum(c for s, c in by_status.items() if s.endswith("_failed"))
     return BatchStatus(
         batch_id=batch.id, owner=batch.owner, total=batch.total, done=done,
+        ruleset=RulesetChoice(name=batch.ruleset_name, version=batch.ruleset_version) if batch.ruleset_name else None,
         progress=f"{done}/{batch.total}", percent=round(100.0 * done / batch.total, 1) if batch.total else 100.0,
         by_status=by_status,
         failures=[ItemFailure(item_id=i.id, filename=i.filename, status=i.status, stage=i.failed_stage, error=i.error)

@@ -10,18 +10,19 @@ from celery.result import AsyncResult
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from starlette.concurrency import run_in_threadpool
 
-from app.api.deps import CeleryDep, RedisDep, SessionDep
+from app.api.deps import CeleryDep, RedisDep, RulesetQuery, SessionDep
 from app.api.ratelimit import rate_limit, upload_limiter
-from app.api.schemas import ErrorBody, PartList, PartPublic, PartSubmitted
+from app.api.schemas import ErrorBody, FieldErrorBody, PartList, PartPublic, PartSubmitted, RulesetChoice
 from app.api.submit import submit
 from app.api.uploads import discard, receive_files
+from app.core import rulesets
 from app.core.agents import OWNER_HEADER
 from app.core.cache import cache_delete, cache_get, cache_set, report_key
 from app.core.config import settings
 from app.core.errors import DependencyUnavailable
 from app.core.storage import resolve_in_storage, sanitize_filename
 from app import crud
-from app.models import FINISHED_STATUSES, Part, PartStatus
+from app.models import FINISHED_STATUSES, Part, PartStatus, RulesetVersion
 
 router = APIRouter(prefix="/parts", tags=["parts"])
 
@@ -42,24 +43,31 @@ def to_public(part: Part, celery: Any | None = None) -> PartPublic:
         id=part.id, filename=part.filename, status=part.status, size_bytes=part.size_bytes,
         sha256=part.sha256, owner=part.owner, task_id=part.task_id, attempts=part.attempts,
         error=part.error, progress=progress, stage=stage, summary=summary,
+        ruleset=RulesetChoice(name=part.ruleset_name, version=part.ruleset_version) if part.ruleset_name else None,
         created_at=part.created_at, updated_at=part.updated_at,
     )
 
 
-def enqueue_validation(session: SessionDep, celery: CeleryDep, client: RedisDep, part: Part) -> str:
-    """Queue validate_file for the part; on a broker outage the part stays as it was (503)."""
+def enqueue_validation(session: SessionDep, celery: CeleryDep, client: RedisDep, part: Part,
+                       ruleset: RulesetVersion) -> PartSubmitted:
+    """Queue validate_file for the part with that ruleset version; on a broker outage the part
+    stays as it was (503)."""
     task_id = str(uuid.uuid4())
     headers = {OWNER_HEADER: part.owner} if part.owner else None
-    submit(celery, client, VALIDATE_TASK, args=[str(part.id)], task_id=task_id, headers=headers)
-    crud.update_part(session, part=part, status=PartStatus.QUEUED, task_id=task_id, error=None)
-    return task_id
+    submit(celery, client, VALIDATE_TASK, args=[str(part.id)], task_id=task_id, headers=headers,
+           kwargs={"ruleset": ruleset.name, "ruleset_version": ruleset.version})
+    crud.update_part(session, part=part, status=PartStatus.QUEUED, task_id=task_id, error=None,
+                     ruleset_name=ruleset.name, ruleset_version=ruleset.version)
+    return PartSubmitted(part_id=part.id, task_id=task_id, status=PartStatus.QUEUED,
+                         ruleset=RulesetChoice(name=ruleset.name, version=ruleset.version))
 
 
 @router.post(
     "",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=PartSubmitted,
-    responses={413: {"model": ErrorBody}, 415: {"model": ErrorBody}, 422: {"model": ErrorBody},
+    responses={413: {"model": ErrorBody}, 415: {"model": ErrorBody},
+               422: {"model": FieldErrorBody, "description": "No file, an empty file, or an unknown ruleset"},
                429: {"model": ErrorBody, "description": "Too many uploads from this client"}},
     dependencies=[Depends(rate_limit(upload_limiter))],
     openapi_extra={
@@ -67,25 +75,29 @@ def enqueue_validation(session: SessionDep, celery: CeleryDep, client: RedisDep,
             "required": True,
             "content": {"multipart/form-data": {"schema": {
                 "type": "object", "required": ["file"],
-                "properties": {"file": {"type": "string", "format": "binary"}, "owner": {"type": "string"}},
+                "properties": {"file": {"type": "string", "format": "binary"}, "owner": {"type": "string"},
+                               "ruleset": {"type": "string"}},
             }}},
         }
     },
 )
-async def upload_part(request: Request, session: SessionDep, celery: CeleryDep, client: RedisDep) -> PartSubmitted:
-    """Upload one `.3dm` file (multipart field `file`); validation runs in the background."""
+async def upload_part(request: Request, session: SessionDep, celery: CeleryDep, client: RedisDep,
+                      ruleset: RulesetQuery = None) -> PartSubmitted:
+    """Upload one `.3dm` file (multipart field `file`); validation runs in the background with the
+    ruleset named by `?ruleset=` or the form field `ruleset` (the query wins), else DEFAULT_RULESET."""
     incoming = settings.storage_dir / ".incoming"
     files, fields = await receive_files(
         request, incoming_dir=incoming, max_file_bytes=settings.max_file_size_bytes, max_files=1
     )
     # Everything after the body arrived blocks (disk, database, broker): off the event loop.
-    return await run_in_threadpool(_store_and_enqueue, request, files, fields, session, celery, client)
+    return await run_in_threadpool(_store_and_enqueue, request, files, fields, ruleset, session, celery, client)
 
 
-def _store_and_enqueue(request: Request, files: list[Any], fields: dict[str, str], session: SessionDep,
-                       celery: CeleryDep, client: RedisDep) -> PartSubmitted:
+def _store_and_enqueue(request: Request, files: list[Any], fields: dict[str, str], ruleset: str | None,
+                       session: SessionDep, celery: CeleryDep, client: RedisDep) -> PartSubmitted:
     target = None
     try:
+        chosen = rulesets.resolve(session, name=ruleset or fields.get("ruleset"))  # before anything is stored
         received = _single_3dm(files)
         owner = (fields.get("owner") or request.headers.get("x-librarian-user") or "").strip()[:100] or None
         part_id = uuid.uuid4()
@@ -103,13 +115,12 @@ def _store_and_enqueue(request: Request, files: list[Any], fields: dict[str, str
             target.unlink(missing_ok=True)  # a refused upload leaves no file behind
         raise
     try:
-        task_id = enqueue_validation(session, celery, client, part)
+        return enqueue_validation(session, celery, client, part, chosen)
     except DependencyUnavailable:
         # The client is told to retry; nothing of this attempt stays behind.
         target.unlink(missing_ok=True)
         crud.delete_part(session, part=part)
         raise
-    return PartSubmitted(part_id=part.id, task_id=task_id, status=PartStatus.QUEUED)
 
 
 def _single_3dm(files: list[Any]) -> Any:
@@ -167,12 +178,26 @@ def get_report(part_id: uuid.UUID, session: SessionDep, client: RedisDep) -> dic
     "/{part_id}/revalidate",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=PartSubmitted,
-    responses={**NOT_FOUND, 409: {"model": ErrorBody, "description": "Validation already queued or running"}},
+    responses={**NOT_FOUND, 409: {"model": ErrorBody, "description": "Validation already queued or running"},
+               422: {"model": FieldErrorBody, "description": "Unknown ruleset"}},
 )
-def revalidate(part_id: uuid.UUID, session: SessionDep, celery: CeleryDep, client: RedisDep) -> PartSubmitted:
+def revalidate(part_id: uuid.UUID, session: SessionDep, celery: CeleryDep, client: RedisDep,
+               ruleset: RulesetQuery = None) -> PartSubmitted:
+    """Validate again with the latest version of `?ruleset=`, else of the part's previous ruleset
+    (if it still exists), else of DEFAULT_RULESET."""
     part = _get(session, part_id)
     if part.status in (PartStatus.QUEUED, PartStatus.PROCESSING):
         raise HTTPException(409, detail=f"part is already {part.status.value}")
+    chosen = rulesets.resolve(session, name=ruleset or _previous_ruleset(session, part))
     cache_delete(client, report_key(part_id))
-    task_id = enqueue_validation(session, celery, client, part)
-    return PartSubmitted(part_id=part.id, task_id=task_id, status=PartStatus.QUEUED)
+    return enqueue_validation(session, celery, client, part, chosen)
+
+
+def _previous_ruleset(session: SessionDep, part: Part) -> str | None:
+    """The ruleset last chosen for the part, or named by its report (parts from before the choice
+    was recorded), when that name still exists."""
+    named = ((part.validation_report or {}).get("ruleset") or {}).get("name")
+    for name in (part.ruleset_name, named):
+        if name and rulesets.latest(session, name=name) is not None:
+            return name
+    return None

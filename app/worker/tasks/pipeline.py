@@ -17,6 +17,7 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 from app import crud
+from app.core import rulesets
 from app.core.agents import OWNER_HEADER
 from app.core.config import settings
 from app.core.db import session_scope
@@ -72,7 +73,17 @@ def _run(task: StageTask, item_id: str) -> dict[str, Any]:
             _save(session, item, attempts=item.attempts + 1)
         path = resolve_in_storage(item.storage_key)
         outputs = dict(item.outputs or {})
-    output = _publish(item_id, outputs) if task.stage == "publish" else getattr(stages, task.stage)(path)
+        if task.stage == "validate":
+            batch = session.get(Batch, item.batch_id)
+            ruleset = rulesets.for_task(session, name=batch.ruleset_name if batch else None,
+                                        version=batch.ruleset_version if batch else None)
+            file_name = item.filename
+    if task.stage == "publish":
+        output = _publish(item_id, outputs)
+    elif task.stage == "validate":
+        output = stages.validate(path, ruleset=ruleset, file_name=file_name)
+    else:
+        output = getattr(stages, task.stage)(path)
     with session_scope() as session:
         item = session.get(BatchItem, uuid.UUID(item_id))
         if item is None:
@@ -96,6 +107,8 @@ def _publish(item_id: str, outputs: dict[str, Any]) -> dict[str, Any]:
             "sha256": (outputs.get("preprocess") or {}).get("sha256", item.sha256),
             "status": PartStatus.VALIDATED if passed else PartStatus.REJECTED,
             "validation_report": report, "owner": batch.owner if batch else None, "error": None,
+            "ruleset_name": batch.ruleset_name if batch else None,
+            "ruleset_version": batch.ruleset_version if batch else None,
         }
         if part is None:
             part = crud.create_part(session, part_id=item.id, filename=values["filename"],

@@ -10,6 +10,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.exc import OperationalError
 
 from app import crud
+from app.core import rulesets
 from app.core.db import session_scope
 from app.core.storage import resolve_in_storage
 from app.models import Part, PartStatus
@@ -22,7 +23,7 @@ log = structlog.get_logger("librarian.validation")
 TRANSIENT_ERRORS = (OperationalError, ConnectionError, TimeoutError)
 
 
-def unreadable_report(reason: str, code: str) -> dict[str, Any]:
+def unreadable_report(reason: str, code: str, ruleset_ref: dict[str, Any] | None = None) -> dict[str, Any]:
     from app.validation import SCHEMA_VERSION
 
     return {
@@ -33,6 +34,7 @@ def unreadable_report(reason: str, code: str) -> dict[str, Any]:
             "code": "MODEL_UNREADABLE", "severity": "error", "object_id": None,
             "message": reason, "details": {"reason_code": code},
         }],
+        "ruleset": ruleset_ref,
     }
 
 
@@ -68,7 +70,10 @@ class ValidationTask(LibrarianTask):
     retry_jitter=True,
     max_retries=3,
 )
-def validate_file(self: ValidationTask, part_id: str) -> dict[str, Any]:
+def validate_file(self: ValidationTask, part_id: str, ruleset: str | None = None,
+                  ruleset_version: int | None = None) -> dict[str, Any]:
+    """Validate a part with exactly the ruleset version fixed at submit time (messages without
+    one, sent before rulesets existed, get the latest DEFAULT_RULESET)."""
     from app.validation import UnreadableModelError, validate_path
 
     with session_scope() as session:
@@ -76,20 +81,22 @@ def validate_file(self: ValidationTask, part_id: str) -> dict[str, Any]:
         if part is None:
             log.warning("part no longer exists", part_id=part_id)
             return {"part_id": part_id, "status": "missing"}
+        chosen = rulesets.for_task(session, name=ruleset, version=ruleset_version)  # UnknownRuleset: failed
         part = crud.update_part(
             session, part=part, status=PartStatus.PROCESSING, task_id=self.request.id,
             attempts=part.attempts + 1, error=None,
         )
         path = resolve_in_storage(part.storage_key)
+        file_name = part.filename
 
     def progress(percent: int, stage: str) -> None:
         self.report_progress(percent, stage=stage, part_id=part_id)
 
     try:
-        report = validate_path(path, progress=progress)
+        report = validate_path(path, ruleset=chosen, progress=progress, file_name=file_name)
         status, error = (PartStatus.VALIDATED if report["summary"]["passed"] else PartStatus.REJECTED), None
     except UnreadableModelError as exc:
-        report, status, error = unreadable_report(exc.reason, exc.code), PartStatus.REJECTED, exc.reason
+        report, status, error = unreadable_report(exc.reason, exc.code, chosen.ref()), PartStatus.REJECTED, exc.reason
     except SoftTimeLimitExceeded:
         raise SoftTimeLimitExceeded(f"validation of part {part_id} exceeded the soft time limit") from None
 
@@ -99,5 +106,6 @@ def validate_file(self: ValidationTask, part_id: str) -> dict[str, Any]:
             return {"part_id": part_id, "status": "missing"}
         crud.update_part(session, part=part, status=status, validation_report=report, error=error)
     forget_cached_report(part_id)
-    log.info("part validated", part_id=part_id, status=status.value, passed=report["summary"]["passed"])
+    log.info("part validated", part_id=part_id, status=status.value, passed=report["summary"]["passed"],
+             ruleset=chosen.name, ruleset_version=chosen.version)
     return {"part_id": part_id, "status": status.value, "summary": report["summary"]}

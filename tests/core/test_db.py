@@ -1,0 +1,60 @@
+"""init_db() on a database an earlier release made: new nullable columns are added, rows kept."""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect
+from sqlmodel import Session, create_engine
+
+from app.core.db import SchemaMismatch, add_missing_columns, init_db
+from app.models import Batch, Part
+
+OLD_SCHEMA = Path(__file__).resolve().parents[1] / "fixtures" / "schema_before_rulesets.sql"
+NEW_COLUMNS = {"part.ruleset_name", "part.ruleset_version", "batch.ruleset_name", "batch.ruleset_version"}
+
+
+def old_database(path: Path) -> tuple[uuid.UUID, uuid.UUID]:
+    """A SQLite file with the tables as they were before rulesets, one part and one batch in it."""
+    part_id, batch_id = uuid.uuid4(), uuid.uuid4()
+    with sqlite3.connect(path) as db:
+        db.executescript(OLD_SCHEMA.read_text())
+        db.execute(
+            "INSERT INTO part (id, filename, storage_key, size_bytes, sha256, status, attempts, created_at, updated_at)"
+            " VALUES (?, 'old.3dm', 'parts/x/old.3dm', 10, '', 'VALIDATED', 1, '2025-01-01 00:00:00', '2025-01-01 00:00:00')",
+            (part_id.hex,),
+        )
+        db.execute("INSERT INTO batch (id, total, created_at) VALUES (?, 3, '2025-01-01 00:00:00')", (batch_id.hex,))
+    return part_id, batch_id
+
+
+def test_an_old_database_gets_the_new_columns_and_keeps_its_rows(tmp_path):
+    part_id, batch_id = old_database(tmp_path / "old.db")
+    engine = create_engine(f"sqlite:///{tmp_path / 'old.db'}")
+
+    init_db(engine)
+
+    inspector = inspect(engine)
+    columns = {f"{t}.{c['name']}": c for t in ("part", "batch") for c in inspector.get_columns(t)}
+    assert NEW_COLUMNS <= set(columns)
+    assert all(columns[name]["nullable"] for name in NEW_COLUMNS)
+    assert "ruleset_version" in inspector.get_table_names()
+    with Session(engine) as session:
+        part, batch = session.get(Part, part_id), session.get(Batch, batch_id)
+        assert (part.filename, part.ruleset_name, part.ruleset_version) == ("old.3dm", None, None)
+        assert (batch.total, batch.ruleset_name) == (3, None)
+        batch.ruleset_name, batch.ruleset_version = "default", 1
+        session.add(batch)
+        session.commit()
+    assert add_missing_columns(engine) == []  # the next start-up has nothing to add
+
+
+def test_a_missing_not_null_column_is_reported_not_guessed(tmp_path):
+    with sqlite3.connect(tmp_path / "odd.db") as db:
+        db.execute("CREATE TABLE batch (id CHAR(32) NOT NULL PRIMARY KEY, owner VARCHAR(100))")
+    engine = create_engine(f"sqlite:///{tmp_path / 'odd.db'}")
+    with pytest.raises(SchemaMismatch, match="batch lacks the NOT NULL column total"):
+        add_missing_columns(engine)
