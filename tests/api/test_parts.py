@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
-pytestmark = pytest.mark.integration
+from tests.utils.api import upload, wait_finished
 
-FINISHED = {"validated", "rejected", "failed"}
+pytestmark = pytest.mark.integration
 
 EXPECTED = {  # fixture → (final status, finding codes that must be present)
     "valid_part": ("validated", set()),
@@ -20,21 +18,6 @@ EXPECTED = {  # fixture → (final status, finding codes that must be present)
     "truncated": ("rejected", {"MODEL_UNREADABLE"}),
     "not_3dm": ("rejected", {"MODEL_UNREADABLE"}),
 }
-
-
-def upload(http, path, name=None, **kwargs):
-    with open(path, "rb") as handle:
-        return http.post("/api/v1/parts", files={"file": (name or path.name, handle, "application/octet-stream")}, **kwargs)
-
-
-def wait_finished(http, part_id: str, timeout: float = 60) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        body = http.get(f"/api/v1/parts/{part_id}").json()
-        if body["status"] in FINISHED:
-            return body
-        time.sleep(0.1)
-    raise AssertionError(f"part {part_id} stuck in {body['status']}")
 
 
 def test_each_fixture_ends_in_the_expected_status_with_the_expected_findings(http, worker, models):
