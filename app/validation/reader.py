@@ -58,8 +58,17 @@ class LoadedModel:
     object_records: int | None  # None when the framing was not scanned (v1)
 
 
-def read_model(path: str | os.PathLike[str]) -> LoadedModel:
-    """Read `path` with rhino3dm or raise UnreadableModelError."""
+@dataclass
+class FileFacts:
+    """What the file says about itself before rhino3dm reads it."""
+
+    size: int
+    archive_version: int
+    object_records: int | None  # None when the framing was not scanned (v1)
+
+
+def inspect_file(path: str | os.PathLike[str]) -> FileFacts:
+    """Header and chunk-framing checks (a few seeks, no payload reads), or UnreadableModelError."""
     p = Path(path)
     size = _check_file(p)
     try:
@@ -68,6 +77,14 @@ def read_model(path: str | os.PathLike[str]) -> LoadedModel:
             records = scan_framing(fh, size, version) if version >= 2 else None
     except PermissionError as exc:
         raise UnreadableModelError(f"permission denied: {p.name}", "permission") from exc
+    return FileFacts(size, version, records)
+
+
+def read_model(path: str | os.PathLike[str]) -> LoadedModel:
+    """Read `path` with rhino3dm or raise UnreadableModelError."""
+    p = Path(path)
+    facts = inspect_file(p)
+    size, version, records = facts.size, facts.archive_version, facts.object_records
     model = rhino3dm.File3dm.Read(str(p))
     if model is None:
         raise UnreadableModelError("corrupt .3dm file: openNURBS could not read the archive", "corrupt")
