@@ -41,9 +41,17 @@ class ErrorBody(BaseModel):
     detail: str
 
 
+class ValidationIssue(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
 class FieldErrorBody(BaseModel):
-    detail: str
-    field: str | None = Field(description="The input at fault: a rule field, `name` or `ruleset`")
+    """A 422: a sentence and the field at fault, or (for a malformed parameter) FastAPI's list."""
+
+    detail: str | list[ValidationIssue]
+    field: str | None = Field(default=None, description="The input at fault: a rule field, `name` or `ruleset`")
 
 
 class RulesetChoice(BaseModel):

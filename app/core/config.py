@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -73,6 +74,12 @@ class Settings(BaseSettings):
     REPORT_CACHE_TTL: int = 300
 
     WORKER_CONCURRENCY: int = 2
+    # Every model is read in a child process (app/validation/sandbox.py): SIGKILLed after this many
+    # seconds, and refused more address space than the worker's plus this many MB (0: half of the
+    # machine's memory shared among WORKER_CONCURRENCY slots, at least 512). A model over either
+    # ends `rejected` with RESOURCE_LIMIT, not retried.
+    VALIDATION_TIMEOUT_S: float = 600.0
+    VALIDATION_MAX_MEMORY_MB: int = 0
     # rhino3dm keeps every model it walked alive; a pool child over this size is replaced after
     # its current task (Celery's worker_max_memory_per_child), so memory stays bounded.
     WORKER_MAX_MEMORY_PER_CHILD_MB: int = 1024
@@ -127,6 +134,21 @@ class Settings(BaseSettings):
         return self.MAX_FILE_SIZE_MB * 1024 * 1024
 
     @property
+    def validation_max_memory_mb(self) -> int:
+        if self.VALIDATION_MAX_MEMORY_MB > 0:
+            return self.VALIDATION_MAX_MEMORY_MB
+        try:
+            total_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1024 * 1024)
+        except (ValueError, OSError):
+            return 2048
+        return max(512, total_mb // 2 // max(1, self.WORKER_CONCURRENCY))
+
+    @property
+    def validation_limits(self) -> tuple[int, float]:
+        """(memory MB, timeout s) for app.validation.sandbox.Limits."""
+        return self.validation_max_memory_mb, self.VALIDATION_TIMEOUT_S
+
+    @property
     def worker_queues(self) -> list[str]:
         return [q.strip() for q in self.WORKER_QUEUES.split(",") if q.strip()]
 
@@ -144,6 +166,8 @@ class Settings(BaseSettings):
         self._check_secret("FLOWER_PASSWORD", self.FLOWER_PASSWORD)
         if self.TASK_SOFT_TIME_LIMIT >= self.TASK_TIME_LIMIT:
             raise ValueError("TASK_SOFT_TIME_LIMIT must be lower than TASK_TIME_LIMIT")
+        if not 0 < self.VALIDATION_TIMEOUT_S < self.TASK_SOFT_TIME_LIMIT:
+            raise ValueError("VALIDATION_TIMEOUT_S must be > 0 and lower than TASK_SOFT_TIME_LIMIT")
         return self
 
 

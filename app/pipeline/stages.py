@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app.core.config import settings
 
-if TYPE_CHECKING:  # the stages import app.validation lazily (see _read)
+if TYPE_CHECKING:  # the stages import app.validation lazily: rhino3dm is loaded where a model is read
     from app.validation.rulesets import Ruleset
 
 MAGIC = b"3D Geometry File Format "
@@ -43,29 +44,40 @@ def preprocess(path: Path) -> dict[str, Any]:
     return {"size_bytes": size, "sha256": digest.hexdigest()}
 
 
-def _read(path: Path) -> Any:
-    from app.validation import UnreadableModelError
+def _sandboxed(read: Callable[[Path], dict[str, Any]], path: Path) -> dict[str, Any]:
+    """Run `read` on the model in the validation sandbox (app/validation/sandbox.py): a model that
+    hits a limit or crashes the engine is bad input for this stage (StageRejected, not retried)."""
+    from app.validation.sandbox import Limits, run_sandboxed
+
+    limits = Limits(*settings.validation_limits)
+    outcome = run_sandboxed(read, path, limits=limits)
+    if outcome.kind == "value":
+        return outcome.value
+    if outcome.unreadable is not None:
+        raise StageRejected(outcome.unreadable.reason)
+    reason = "RESOURCE_LIMIT" if outcome.kind == "limit" else "ENGINE_CRASH"
+    raise StageRejected(f"{reason}: reading the model {outcome.message}")
+
+
+def _model(path: Path) -> Any:
+    """The model read by rhino3dm (in the sandbox child), or UnreadableModelError."""
     from app.validation.reader import read_model
 
-    try:
-        return read_model(path).model
-    except UnreadableModelError as exc:
-        raise StageRejected(exc.reason) from exc
+    return read_model(path).model
+
+
+def _parse(path: Path) -> dict[str, Any]:
+    model = _model(path)
+    return {"objects": len(model.Objects), "layers": len(model.Layers), "archive_version": model.ArchiveVersion}
 
 
 def parse(path: Path) -> dict[str, Any]:
     """Read the model with rhino3dm: what it holds, in counts."""
-    model = _read(path)
-    return {
-        "objects": len(model.Objects),
-        "layers": len(model.Layers),
-        "archive_version": model.ArchiveVersion,
-    }
+    return _sandboxed(_parse, path)
 
 
-def classify(path: Path) -> dict[str, Any]:
-    """A coarse category by object types and layers (e.g. solid-model, mesh-model, drawing)."""
-    model = _read(path)
+def _classify(path: Path) -> dict[str, Any]:
+    model = _model(path)
     kinds = Counter(str(obj.Geometry.ObjectType).rsplit(".", 1)[-1] for obj in model.Objects)
     total = sum(kinds.values())
     if total == 0:
@@ -80,21 +92,34 @@ def classify(path: Path) -> dict[str, Any]:
     return {"category": category, "object_types": dict(kinds)}
 
 
-def extract(path: Path) -> dict[str, Any]:
-    """Metadata: units, tolerances, layers (reuses app.validation's readers)."""
+def classify(path: Path) -> dict[str, Any]:
+    """A coarse category by object types and layers (e.g. solid-model, mesh-model, drawing)."""
+    return _sandboxed(_classify, path)
+
+
+def _extract(path: Path) -> dict[str, Any]:
     from app.validation import metadata
 
-    model = _read(path)
+    model = _model(path)
     settings_ = metadata.read_settings(model)
     layers = metadata.read_layers(model)
     return {"settings": settings_, "layers": [layer["full_path"] for layer in layers]}
 
 
-def validate(path: Path, *, ruleset: Ruleset | None = None, file_name: str | None = None) -> dict[str, Any]:
-    """The full validation report (app.validation) under `ruleset`, naming the file `file_name`."""
-    from app.validation import UnreadableModelError, validate_path
+def extract(path: Path) -> dict[str, Any]:
+    """Metadata: units, tolerances, layers (reuses app.validation's readers)."""
+    return _sandboxed(_extract, path)
 
+
+def validate(path: Path, *, ruleset: Ruleset | None = None, file_name: str | None = None) -> dict[str, Any]:
+    """The full validation report (app.validation, in its sandbox) under `ruleset`, naming the file
+    `file_name`; a model that hits a limit gets a rejected report saying so (RESOURCE_LIMIT)."""
+    from app.validation import UnreadableModelError
+    from app.validation.guarded import validate_guarded
+    from app.validation.sandbox import Limits
+
+    limits = Limits(*settings.validation_limits)
     try:
-        return validate_path(path, ruleset=ruleset, file_name=file_name)
+        return validate_guarded(path, limits=limits, ruleset=ruleset, file_name=file_name)
     except UnreadableModelError as exc:
         raise StageRejected(exc.reason) from exc

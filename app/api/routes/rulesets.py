@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, HTTPException, Response, status
+from fastapi import APIRouter, Body, HTTPException, Path, Response, status
 
 from app.api.deps import SessionDep
 from app.api.schemas import ErrorBody, FieldErrorBody, RulesetList, RulesetPublic, RulesetSummary
@@ -44,7 +44,9 @@ def get_ruleset(name: str, session: SessionDep) -> RulesetPublic:
 
 
 @router.get("/{name}/versions/{version}", response_model=RulesetPublic, responses=NOT_FOUND)
-def get_ruleset_version(name: str, version: int, session: SessionDep) -> RulesetPublic:
+def get_ruleset_version(
+    name: str, version: Annotated[int, Path(ge=1, le=2**31 - 1)], session: SessionDep
+) -> RulesetPublic:
     row = rulesets.get_version(session, name=name, version=version)
     if row is None:
         raise HTTPException(404, detail=f"unknown ruleset {name!r} version {version}")

@@ -11,16 +11,21 @@ from sqlalchemy.exc import OperationalError
 
 from app import crud
 from app.core import rulesets
+from app.core.config import settings
 from app.core.db import session_scope
 from app.core.storage import resolve_in_storage
 from app.models import Part, PartStatus
+from app.validation.sandbox import Limits, SandboxStartError
 from app.worker.base import LibrarianTask
 from app.worker.celery_app import celery_app
 
 log = structlog.get_logger("librarian.validation")
 
 # Worth retrying: the database or the storage hiccuped. Not worth it: a file that is not a model.
-TRANSIENT_ERRORS = (OperationalError, ConnectionError, TimeoutError)
+TRANSIENT_ERRORS = (OperationalError, ConnectionError, TimeoutError, SandboxStartError)
+# The engine's own verdicts on a model it could not finish (app/validation/guarded.py): logged
+SANDBOX_VERDICTS = ("RESOURCE_LIMIT", "ENGINE_CRASH")
+
 
 
 def unreadable_report(reason: str, code: str, ruleset_ref: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -74,7 +79,8 @@ def validate_file(self: ValidationTask, part_id: str, ruleset: str | None = None
                   ruleset_version: int | None = None) -> dict[str, Any]:
     """Validate a part with exactly the ruleset version fixed at submit time (messages without
     one, sent before rulesets existed, get the latest DEFAULT_RULESET)."""
-    from app.validation import UnreadableModelError, validate_path
+    from app.validation import UnreadableModelError
+    from app.validation.guarded import validate_guarded
 
     with session_scope() as session:
         part = session.get(Part, uuid.UUID(part_id))
@@ -93,8 +99,15 @@ def validate_file(self: ValidationTask, part_id: str, ruleset: str | None = None
         self.report_progress(percent, stage=stage, part_id=part_id)
 
     try:
-        report = validate_path(path, ruleset=chosen, progress=progress, file_name=file_name)
+        report = validate_guarded(path, limits=Limits(*settings.validation_limits), ruleset=chosen, progress=progress,
+                                  file_name=file_name)
         status, error = (PartStatus.VALIDATED if report["summary"]["passed"] else PartStatus.REJECTED), None
+        verdict = next((f for f in report["findings"] if f["code"] in SANDBOX_VERDICTS), None)
+        if verdict is not None:
+            error = verdict["message"][:2000]
+            level = log.error if verdict["code"] == "ENGINE_CRASH" else log.warning
+            level("model not finished", part_id=part_id, code=verdict["code"], reason=verdict["message"],
+                  **{k: v for k, v in verdict["details"].items() if k != "file_name"})
     except UnreadableModelError as exc:
         report, status, error = unreadable_report(exc.reason, exc.code, chosen.ref()), PartStatus.REJECTED, exc.reason
     except SoftTimeLimitExceeded:
