@@ -47,9 +47,18 @@ def preprocess(path: Path) -> dict[str, Any]:
 def _sandboxed(read: Callable[[Path], dict[str, Any]], path: Path) -> dict[str, Any]:
     """Run `read` on the model in the validation sandbox (app/validation/sandbox.py): a model that
     hits a limit or crashes the engine is bad input for this stage (StageRejected, not retried)."""
+    from app.validation import UnreadableModelError
+    from app.validation.guarded import declared_facts, refusal
+    from app.validation.reader import inspect_file
     from app.validation.sandbox import Limits, run_sandboxed
 
     limits = Limits(*settings.validation_limits)
+    try:
+        too_large = refusal(declared_facts(path, inspect_file(path)), limits, None)
+    except UnreadableModelError as exc:
+        raise StageRejected(exc.reason) from exc
+    if too_large is not None:
+        raise StageRejected(f"MODEL_TOO_LARGE: {too_large}")
     outcome = run_sandboxed(read, path, limits=limits)
     if outcome.kind == "value":
         return outcome.value

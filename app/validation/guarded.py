@@ -9,7 +9,10 @@ verdicts of its own, each a rejected report with one error finding and no metada
   memory), the measured `seconds` and `peak_rss_mb` (the child's peak resident size), the limit, and what the file declared
   before it was read (`file_size_bytes`, `archive_version`, `object_records`);
 * `ENGINE_CRASH`: the engine died (a signal, an exit without a report, an unexpected exception);
-  details: `signal`, `exit_code` or `exception`, and the same measurements.
+  details: `signal`, `exit_code` or `exception`, and the same measurements;
+* `MODEL_TOO_LARGE`, before any child starts: the file declares more than the validation may
+  take (prescan.py): compressed buffers that inflate past the memory limit, or more object
+  records than the ruleset's `max_object_count`.
 
 Neither is a check a ruleset can switch off, and neither is worth retrying.
 """
@@ -22,12 +25,15 @@ from typing import Any
 
 from .codes import SCHEMA_VERSION
 from .engine import ProgressCallback, validate_path
-from .reader import inspect_file
+from .prescan import declared_expansion
+from .reader import FileFacts, inspect_file
 from .rulesets import Ruleset
 from .sandbox import Limits, run_sandboxed
 
 RESOURCE_LIMIT = "RESOURCE_LIMIT"
 ENGINE_CRASH = "ENGINE_CRASH"
+MODEL_TOO_LARGE = "MODEL_TOO_LARGE"
+MIB = 1024 * 1024
 
 
 def validate_guarded(
@@ -39,17 +45,39 @@ def validate_guarded(
     progress: ProgressCallback | None = None,
 ) -> dict[str, Any]:
     facts = inspect_file(path)  # a file that is not a model is refused without starting a child
+    declared = declared_facts(path, facts)
+    too_large = refusal(declared, limits, ruleset.rules.max_object_count if ruleset else None)
+    if too_large is not None:
+        return failure_report(MODEL_TOO_LARGE, too_large, declared, ruleset, file_name or Path(path).name)
     outcome = run_sandboxed(validate_path, str(path), ruleset=ruleset, file_name=file_name,
                             limits=limits, progress=progress)
     if outcome.kind == "value":
         return outcome.value
     if outcome.unreadable is not None:
         raise outcome.unreadable
-    declared = {"file_size_bytes": facts.size, "archive_version": facts.archive_version,
-                "object_records": facts.object_records}
     code = RESOURCE_LIMIT if outcome.kind == "limit" else ENGINE_CRASH
     return failure_report(code, f"validation {outcome.message}", {**outcome.details, **declared},
                           ruleset, file_name or Path(path).name)
+
+
+def declared_facts(path: str | os.PathLike[str], facts: FileFacts) -> dict[str, Any]:
+    """What the file says about itself before it is read (reader.inspect_file, prescan.py)."""
+    expansion = declared_expansion(path, facts.archive_version)
+    return {"file_size_bytes": facts.size, "archive_version": facts.archive_version,
+            "object_records": facts.object_records, "compressed_buffers": expansion.compressed_buffers,
+            "declared_uncompressed_bytes": expansion.uncompressed_bytes}
+
+
+def refusal(declared: dict[str, Any], limits: Limits, max_objects: int | None) -> str | None:
+    """Why the file is too large to read at all, or None."""
+    inflated = declared["declared_uncompressed_bytes"]
+    if limits.memory_mb > 0 and inflated > limits.memory_mb * MIB:
+        return (f"the file declares {inflated / MIB:,.0f} MB of compressed data (mesh arrays, embedded files), "
+                f"more than the {limits.memory_mb} MB a validation may use (VALIDATION_MAX_MEMORY_MB)")
+    records = declared["object_records"]
+    if max_objects is not None and records is not None and records > max_objects:
+        return f"the file declares {records} objects, more than the ruleset's max_object_count ({max_objects})"
+    return None
 
 
 def failure_report(code: str, message: str, details: dict[str, Any], ruleset: Ruleset | None,

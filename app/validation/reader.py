@@ -29,6 +29,7 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import rhino3dm
 
@@ -74,6 +75,8 @@ def inspect_file(path: str | os.PathLike[str]) -> FileFacts:
     try:
         with p.open("rb") as fh:
             version = _check_header(fh.read(HEADER_SIZE), size)
+            if version == 1:
+                _check_really_v1(fh, size)
             records = scan_framing(fh, size, version) if version >= 2 else None
     except PermissionError as exc:
         raise UnreadableModelError(f"permission denied: {p.name}", "permission") from exc
@@ -120,6 +123,18 @@ def _check_header(head: bytes, size: int) -> int:
     if not digits.isdigit() or int(digits) < 1:
         raise UnreadableModelError(f"bad .3dm header: version field {head[len(MAGIC):]!r}", "bad_header")
     return int(digits)
+
+
+def _check_really_v1(fh: BinaryIO, size: int) -> None:
+    """A Rhino 1 archive has no V5 chunk framing. A later archive whose header was set to 1 would
+    be read as Rhino 1 (openNURBS then finds no objects: a wrong report, and the framing check
+    skipped): refuse it."""
+    try:
+        scan_framing(fh, size, 50)
+    except UnreadableModelError:
+        return
+    raise UnreadableModelError("bad .3dm header: it says Rhino 1, but the file is framed as a Rhino 5 or later "
+                               "archive", "bad_header")
 
 
 def _sniff(head: bytes) -> str:

@@ -146,6 +146,7 @@ def _child(fd: int, parent: int, limits: Limits, target: Callable[..., Any], arg
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGHUP):
             signal.signal(signum, signal.SIG_DFL)  # the worker's handlers are not the child's
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        cap = 0
         if limits.memory_mb > 0 and sys.platform.startswith("linux"):
             cap = _status_kib("VmSize") * 1024 + limits.memory_mb * MIB
             resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
@@ -166,6 +167,11 @@ def _child(fd: int, parent: int, limits: Limits, target: Callable[..., Any], arg
             return
         except Exception as exc:  # noqa: BLE001 (reported to the parent, which decides)
             message = {"error": {"type": type(exc).__name__, "message": str(exc)[:1000]}}
+        if cap and _status_kib("VmPeak") * 1024 >= cap - limits.memory_mb * MIB // 10:
+            # Within 10 % of the cap: openNURBS may have dropped what it could not allocate
+            # (objects missing, "corrupt"), so whatever came back is not the model's verdict.
+            os.write(fd, b'{"memory":true}\n')
+            return
         send(message)
     except MemoryError:
         code = _MEMORY_EXIT
