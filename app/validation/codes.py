@@ -43,6 +43,14 @@ USER_TEXT_PATTERN = "USER_TEXT_PATTERN"
 UNITS_MISMATCH = "UNITS_MISMATCH"
 BLOCK_NAME_PATTERN = "BLOCK_NAME_PATTERN"
 OBJECT_COUNT_EXCEEDED = "OBJECT_COUNT_EXCEEDED"
+# hostile or broken models, and a report kept within its size caps
+LAYER_CYCLE = "LAYER_CYCLE"
+BLOCK_CYCLE = "BLOCK_CYCLE"
+COORDINATE_OUT_OF_RANGE = "COORDINATE_OUT_OF_RANGE"
+LAYERS_TRUNCATED = "LAYERS_TRUNCATED"
+STRINGS_TRUNCATED = "STRINGS_TRUNCATED"
+NAMES_TRUNCATED = "NAMES_TRUNCATED"
+REPORT_TRUNCATED = "REPORT_TRUNCATED"
 
 SEVERITY_BY_CODE: dict[str, Severity] = {
     NAME_PATTERN: ERROR,
@@ -70,8 +78,23 @@ SEVERITY_BY_CODE: dict[str, Severity] = {
     UNITS_MISMATCH: ERROR,
     BLOCK_NAME_PATTERN: WARNING,
     OBJECT_COUNT_EXCEEDED: ERROR,
+    LAYER_CYCLE: ERROR,
+    BLOCK_CYCLE: ERROR,
+    COORDINATE_OUT_OF_RANGE: ERROR,
+    LAYERS_TRUNCATED: INFO,
+    STRINGS_TRUNCATED: INFO,
+    NAMES_TRUNCATED: INFO,
+    REPORT_TRUNCATED: INFO,
 }
 FINDING_CODES: tuple[str, ...] = tuple(SEVERITY_BY_CODE)
+
+
+QUOTED_CHARS = 200  # characters of a model string quoted in a message (details keep up to max_message_chars)
+
+
+def clip(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` characters; a cut one ends with "…"."""
+    return text if len(text) <= limit else text[: max(limit - 1, 0)] + "…"
 
 
 def finding(code: str, message: str, object_id: str | None = None, **details: Any) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from .codes import (
     BLOCK_NAME_PATTERN, LAYER_MISSING, LAYER_NOT_ALLOWED, OBJECT_COUNT_EXCEEDED, OBJECT_TYPE_NOT_ALLOWED,
-    UNITS_MISMATCH, USER_TEXT_MISSING, USER_TEXT_PATTERN, finding,
+    QUOTED_CHARS, UNITS_MISMATCH, USER_TEXT_MISSING, USER_TEXT_PATTERN, clip, finding,
 )
 from .rules import ValidationRules
 
@@ -32,7 +32,9 @@ def check_layers(layers: list[dict[str, Any]], rules: ValidationRules) -> list[P
         for layer in layers:
             if layer["name"] not in allowed:
                 out.append((None, finding(
-                    LAYER_NOT_ALLOWED, f"layer name {layer['name']!r} ({layer['full_path']}) is not an allowed layer name",
+                    LAYER_NOT_ALLOWED,
+                    f"layer name {clip(layer['name'], QUOTED_CHARS)!r} ({clip(layer['full_path'], QUOTED_CHARS)}) "
+                    "is not an allowed layer name",
                     name=layer["name"], full_path=layer["full_path"], layer_index=layer["index"], layer_id=layer["id"])))
     return out
 
@@ -73,7 +75,8 @@ def check_blocks(blocks: list[dict[str, Any]], rules: ValidationRules) -> list[P
     if pattern is None:
         return []
     return [
-        (None, finding(BLOCK_NAME_PATTERN, f"block name {block['name']!r} does not match {rules.block_name_pattern!r}",
+        (None, finding(BLOCK_NAME_PATTERN,
+                       f"block name {clip(block['name'], QUOTED_CHARS)!r} does not match {rules.block_name_pattern!r}",
                        name=block["name"], block_id=block["id"], pattern=rules.block_name_pattern))
         for block in blocks if pattern.fullmatch(block["name"]) is None
     ]

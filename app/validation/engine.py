@@ -1,4 +1,4 @@
-"""validate_path: read once, walk once, check, assemble the report dict.
+"""validate_path: read once, walk once, check, assemble the report dict within its caps (bounds.py).
 
 Progress (at most ~50 calls, percents never decrease):
   0..10   "reading"       header/framing checks and rhino3dm read
@@ -16,9 +16,10 @@ import uuid  # noqa: F401  (rhino3dm returns object ids as uuid.UUID: imported h
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from . import conventions, geometry, metadata, nomenclature
+from . import blocks as block_checks, conventions, docstrings, geometry, layers as layer_tree, metadata, nomenclature, units
+from .bounds import finalise, fit_report
+from .codes import CHECK_ERROR, MODEL_EMPTY, OBJECTS_UNREADABLE, SCHEMA_VERSION, finding
 from .reader import LoadedModel, read_model
-from .codes import CHECK_ERROR, FINDINGS_TRUNCATED, MODEL_EMPTY, OBJECTS_UNREADABLE, SCHEMA_VERSION, finding
 from .rules import ValidationRules, coerce_rules
 from .rulesets import Ruleset, rules_sha256
 from .walk import ObjectData, walk_objects
@@ -69,7 +70,7 @@ def validate_path(
     pending: list[Pending] = []
     guard = _Guard(pending)
     settings = guard("settings", metadata.read_settings, metadata.UNKNOWN_SETTINGS, model)
-    layers = guard("layers", metadata.read_layers, [], model)
+    layers, layer_cycles = guard("layers", layer_tree.read_layer_tree, ([], []), model)
     blocks = guard("block definitions", metadata.read_blocks, [], model)
     solid_layers = geometry.solid_layer_flags([layer["full_path"] for layer in layers], rules)
     data = walk_objects(model, solid_layers, rules, tick, 10, 85)
@@ -77,15 +78,16 @@ def validate_path(
     pending += _model_level(loaded, data)
     pending += nomenclature.check_object_names(data.names, data.kinds, rules, data.in_block)
     pending += nomenclature.check_layer_names(layers, rules)
+    pending += layer_tree.check_cycles(layers, layer_cycles)
+    pending += block_checks.check_cycles(blocks, guard("block cycles", block_checks.read_block_cycles, [], model, data.nested_refs))
     pending += conventions.check_layers(layers, rules)
     pending += conventions.check_objects(data, rules)
     pending += conventions.check_units(settings["unit_system"], rules)
     pending += conventions.check_blocks(blocks, rules)
     tick(92, "geometry")
-    tol = settings["tolerances"]["absolute"]
-    tol = tol if tol and tol > 0 else _DEFAULT_TOL
+    tol = units.usable_tolerance(settings) or _DEFAULT_TOL
     boxes = geometry.BoxColumns(data.boxes, data.in_block | data.no_box | data.page_space)
-    pending += geometry.check_settings(settings, rules)
+    pending += units.check_settings(settings, rules)
     pending += geometry.check_objects(data, boxes, tol)
     pending += geometry.check_far_outside(data, boxes, tol, rules)
     pending += [
@@ -93,7 +95,10 @@ def validate_path(
                     check=check, exception=error, kind=data.kinds[i]))
         for i, check, error, message in data.errors
     ]
-    findings, counts = _finalise(pending, model.Objects, rules)
+    strings = guard("document strings", docstrings.read_document_strings, (0, []),
+                    model, loaded.path, loaded.archive_version, rules.max_listed_strings)
+    meta, notes = metadata.build_metadata(loaded, settings, layers, blocks, data, boxes, rules, strings, file_name)
+    findings, counts = finalise(pending + notes, model.Objects, rules)
     report = {
         "schema_version": SCHEMA_VERSION,
         "summary": {
@@ -102,11 +107,12 @@ def validate_path(
             "objects": data.count,
             "duration_seconds": round(time.perf_counter() - started, 6),
         },
-        "metadata": metadata.build_metadata(loaded, settings, layers, blocks, data, boxes, rules, file_name),
+        "metadata": meta,
         "findings": findings,
         "ruleset": ruleset_ref,
         "rules": rules.as_dict(),
     }
+    report = fit_report(report, rules.max_report_bytes)
     tick(100, "done")
     return report
 
@@ -137,38 +143,3 @@ def _model_level(loaded: LoadedModel, data: ObjectData) -> list[Pending]:
             OBJECTS_UNREADABLE, f"only {data.count} of {records} object records in the file could be read",
             object_records=records, objects_read=data.count)))
     return out
-
-
-def _finalise(pending: list[Pending], table: Any, rules: ValidationRules) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """Apply the ruleset's severity overrides, count every violation, keep at most
-    `max_findings_per_code` findings per code, resolve object ids."""
-    cap, overrides = rules.max_findings_per_code, rules.severity
-    counts = {"error": 0, "warning": 0, "info": 0}
-    kept: list[dict[str, Any]] = []
-    per_code: dict[str, int] = {}
-    for index, item in pending:
-        level = overrides.get(item["code"])
-        if level == "off":
-            continue
-        if level is not None:
-            item["severity"] = level
-        counts[item["severity"]] += 1
-        seen = per_code[item["code"]] = per_code.get(item["code"], 0) + 1
-        if seen <= cap:
-            if index is not None:
-                item["object_id"] = _object_id(table, index)
-            kept.append(item)
-    for code, seen in sorted(per_code.items()):
-        if seen > cap:
-            counts["info"] += 1
-            kept.append(finding(
-                FINDINGS_TRUNCATED, f"{seen - cap} more {code} findings omitted (cap {cap} per code)",
-                finding_code=code, total=seen, omitted=seen - cap))
-    return kept, counts
-
-
-def _object_id(table: Any, index: int) -> str | None:
-    try:
-        return str(table[index].Attributes.Id)
-    except Exception:  # noqa: BLE001 (the finding stands without its id)
-        return None

@@ -9,7 +9,11 @@ How the checks decide (see docs/checks.md):
   "solid", any case), and, with `rules.polysurfaces_must_be_closed`, for every
   Brep with two or more faces and every Extrusion with at least one cap.
   Single-face Breps, uncapped Extrusions and Meshes/SubDs elsewhere may be open.
-* BBOX_DEGENERATE: the box is invalid or non-finite, or (except for point-like
+* COORDINATE_OUT_OF_RANGE: a box coordinate is not finite or its absolute value
+  exceeds COORDINATE_LIMIT (1e15 model units: there doubles are 0.125 apart, so
+  no modelling tolerance holds; every sum, difference and hypot of in-range
+  values stays finite). Such boxes are left out of every statistic.
+* BBOX_DEGENERATE: the box has min > max, or (except for point-like
   objects) all its extents are <= the absolute tolerance; for objects expected
   to be solid and not already reported open, any extent <= tolerance (flat)
   also counts.
@@ -28,8 +32,8 @@ from statistics import median
 from typing import TYPE_CHECKING, Any
 
 from .codes import (
-    BBOX_DEGENERATE, BREP_OPEN, GEOMETRY_INVALID, MESH_OPEN, OBJECT_FAR_OUTSIDE, SUBD_OPEN,
-    TOLERANCE_INVALID, TOLERANCE_LARGE, UNITS_UNSET, finding,
+    BBOX_DEGENERATE, BREP_OPEN, COORDINATE_OUT_OF_RANGE, GEOMETRY_INVALID, MESH_OPEN, OBJECT_FAR_OUTSIDE,
+    SUBD_OPEN, finding,
 )
 from .rules import ValidationRules
 
@@ -42,16 +46,7 @@ SOLID_KINDS = frozenset({"Brep", "Extrusion", "Mesh", "SubD"})
 POINT_KINDS = frozenset({"Point", "PointCloud", "TextDot", "Light"})
 # No zero-size check: rhino3dm gives text no glyph width, and a detail's box is its frame.
 NO_EXTENT_KINDS = POINT_KINDS | {"Text", "Leader", "Centermark", "GeometryBase"}
-METRES_PER_UNIT: dict[str, float] = {
-    "Angstroms": 1e-10, "Nanometers": 1e-9, "Microns": 1e-6, "Millimeters": 1e-3,
-    "Centimeters": 1e-2, "Decimeters": 1e-1, "Meters": 1.0, "Dekameters": 10.0,
-    "Hectometers": 100.0, "Kilometers": 1e3, "Megameters": 1e6, "Gigameters": 1e9,
-    "Microinches": 2.54e-8, "Mils": 2.54e-5, "Inches": 0.0254, "Feet": 0.3048,
-    "Yards": 0.9144, "Miles": 1609.344, "PrinterPoints": 0.0254 / 72,
-    "PrinterPicas": 0.0254 / 6, "NauticalMiles": 1852.0,
-    "AstronomicalUnits": 1.495978707e11, "LightYears": 9.4607304725808e15,
-    "Parsecs": 3.0856775814913673e16,
-}
+COORDINATE_LIMIT = 1e15  # model units
 _OPEN_CODE = {"Brep": BREP_OPEN, "Extrusion": BREP_OPEN, "Mesh": MESH_OPEN, "SubD": SUBD_OPEN}
 
 
@@ -74,37 +69,16 @@ def solid_state(geo: Any, kind: str, on_solid_layer: bool, rules: ValidationRule
     return reason, None if closed else _OPEN_CODE[kind]
 
 
-def check_settings(settings: dict[str, Any], rules: ValidationRules) -> list[Pending]:
-    out: list[Pending] = []
-    unit = settings["unit_system"]
-    if unit in ("None", "Unset"):
-        out.append((None, finding(UNITS_UNSET, f"model unit system is {unit}; dimensions are meaningless", unit_system=unit)))
-    tol = settings["tolerances"]
-    absolute, angle, relative = tol["absolute"], tol["angle_degrees"], tol["relative"]
-    if absolute is None or absolute <= 0:
-        out.append((None, finding(TOLERANCE_INVALID, f"absolute tolerance must be > 0 (is {absolute})", tolerance="absolute", value=absolute)))
-    elif unit in METRES_PER_UNIT and absolute * METRES_PER_UNIT[unit] > rules.max_absolute_tolerance_m:
-        metres = absolute * METRES_PER_UNIT[unit]
-        out.append((None, finding(
-            TOLERANCE_LARGE, f"absolute tolerance {absolute} {unit} ({metres:g} m) exceeds {rules.max_absolute_tolerance_m:g} m",
-            tolerance="absolute", value=absolute, metres=metres, limit_m=rules.max_absolute_tolerance_m)))
-    if angle is None or not 0 < angle <= 90:
-        out.append((None, finding(TOLERANCE_INVALID, f"angle tolerance must be in (0, 90] degrees (is {angle})", tolerance="angle_degrees", value=angle)))
-    if relative is None or not 0 <= relative < 1:
-        out.append((None, finding(TOLERANCE_INVALID, f"relative tolerance must be in [0, 1) (is {relative})", tolerance="relative", value=relative)))
-    return out
-
-
 class BoxColumns:
     """The walk's flat box array split into six columns, plus which boxes are usable
-    (finite and min <= max on every axis)."""
+    (within +-COORDINATE_LIMIT, hence finite, and min <= max on every axis)."""
 
     def __init__(self, boxes: array, exclude: set[int] | frozenset[int] = frozenset()) -> None:
         """`exclude`: boxes left out of the model's statistics (block members, unknown boxes)."""
         self.cols: tuple[array, ...] = tuple(boxes[k::6] for k in range(6))
-        inf = math.inf
+        lo, hi = -COORDINATE_LIMIT, COORDINATE_LIMIT
         ok = [
-            -inf < a <= d < inf and -inf < b <= e < inf and -inf < c <= f < inf
+            lo <= a <= d <= hi and lo <= b <= e <= hi and lo <= c <= f <= hi
             for a, b, c, d, e, f in zip(*self.cols)
         ]
         self.finite = ok
@@ -139,7 +113,12 @@ def check_objects(data: ObjectData, boxes: BoxColumns, tol: float) -> list[Pendi
         if i in skip:
             continue
         if not finite[i]:
-            problem: str | None = "invalid (not finite, or min > max)"
+            box = boxes.box(i)
+            bad = [v for v in box if not -COORDINATE_LIMIT <= v <= COORDINATE_LIMIT]  # NaN included
+            if bad:
+                out.append((i, _out_of_range(kinds[i], box, bad)))
+                continue
+            problem: str | None = "invalid (min > max)"
         elif kinds[i] in NO_EXTENT_KINDS:
             continue
         else:
@@ -147,6 +126,14 @@ def check_objects(data: ObjectData, boxes: BoxColumns, tol: float) -> list[Pendi
         if problem:
             out.append((i, finding(BBOX_DEGENERATE, f"{kinds[i]} bounding box is {problem}", kind=kinds[i], problem=problem, box=_box_json(boxes.box(i)))))
     return out
+
+
+def _out_of_range(kind: str, box: tuple[float, ...], bad: list[float]) -> dict[str, Any]:
+    values = list(dict.fromkeys(map(repr, bad)))  # a point's min and max are the same values
+    return finding(
+        COORDINATE_OUT_OF_RANGE,
+        f"{kind} has coordinates beyond +-{COORDINATE_LIMIT:g} model units or not finite ({', '.join(values[:3])})",
+        kind=kind, values=values, limit=COORDINATE_LIMIT, box=_box_json(box))
 
 
 def _degenerate(dx: float, dy: float, dz: float, tol: float, solid: bool) -> str | None:
@@ -163,9 +150,10 @@ def check_far_outside(data: ObjectData, boxes: BoxColumns, tol: float, rules: Va
     x0, y0, z0, x1, y1, z1 = (boxes.column(k) for k in range(6))
     # arrays filled from generators, not lists: 8 bytes per value instead of 32, and no transient
     # list while the model is still in memory (peak RSS)
-    cx = array("d", ((a + b) * 0.5 for a, b in zip(x0, x1)))
-    cy = array("d", ((a + b) * 0.5 for a, b in zip(y0, y1)))
-    cz = array("d", ((a + b) * 0.5 for a, b in zip(z0, z1)))
+    # boxes are within +-COORDINATE_LIMIT: no sum, difference or hypot below can overflow
+    cx = array("d", (a * 0.5 + b * 0.5 for a, b in zip(x0, x1)))
+    cy = array("d", (a * 0.5 + b * 0.5 for a, b in zip(y0, y1)))
+    cz = array("d", (a * 0.5 + b * 0.5 for a, b in zip(z0, z1)))
     mx, my, mz = median(cx), median(cy), median(cz)
     dists = array("d", (math.hypot(x - mx, y - my, z - mz) for x, y, z in zip(cx, cy, cz)))
     half = median(array("d", (math.hypot(b - a, d - c, f - e) * 0.5 for a, b, c, d, e, f in zip(x0, x1, y0, y1, z0, z1))))
@@ -183,5 +171,5 @@ def check_far_outside(data: ObjectData, boxes: BoxColumns, tol: float, rules: Va
 
 
 def _box_json(box: tuple[float, ...]) -> dict[str, list[float | None]]:
-    clean = [v if math.isfinite(v) else None for v in box]
+    clean = [v if -COORDINATE_LIMIT <= v <= COORDINATE_LIMIT else None for v in box]
     return {"min": clean[:3], "max": clean[3:]}

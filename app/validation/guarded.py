@@ -27,9 +27,12 @@ from .codes import SCHEMA_VERSION
 from .engine import ProgressCallback, validate_path
 from .prescan import declared_expansion
 from .reader import FileFacts, inspect_file
-from .rulesets import Ruleset
+from .errors import UnreadableModelError
+from .rules import DEFAULT_RULES
+from .rulesets import Ruleset, rules_sha256
 from .sandbox import Limits, run_sandboxed
 
+MODEL_UNREADABLE = "MODEL_UNREADABLE"
 RESOURCE_LIMIT = "RESOURCE_LIMIT"
 ENGINE_CRASH = "ENGINE_CRASH"
 MODEL_TOO_LARGE = "MODEL_TOO_LARGE"
@@ -80,15 +83,23 @@ def refusal(declared: dict[str, Any], limits: Limits, max_objects: int | None) -
     return None
 
 
+def unreadable_report(error: UnreadableModelError, ruleset: Ruleset | None, file_name: str) -> dict[str, Any]:
+    """The report of a file that is not a usable model (details: `reason_code`, see errors.py)."""
+    return failure_report(MODEL_UNREADABLE, error.reason, {"reason_code": error.code}, ruleset, file_name)
+
+
 def failure_report(code: str, message: str, details: dict[str, Any], ruleset: Ruleset | None,
                    file_name: str) -> dict[str, Any]:
     """A report for a model the engine could not finish: rejected, one error finding, no metadata."""
+    rules = ruleset.rules if ruleset is not None else DEFAULT_RULES
     return {
         "schema_version": SCHEMA_VERSION,
         "summary": {"counts": {"error": 1, "warning": 0, "info": 0}, "passed": False, "objects": 0,
                     "duration_seconds": details.get("seconds", 0.0)},
         "metadata": None,
-        "findings": [{"code": code, "severity": "error", "object_id": None, "message": message,
+        "findings": [{"code": code, "severity": "error", "object_id": None, "message": message[:2000],
                       "details": {"file_name": file_name, **details}}],
-        "ruleset": ruleset.ref() if ruleset is not None else None,
+        "ruleset": ruleset.ref() if ruleset is not None else {"name": None, "version": None,
+                                                              "sha256": rules_sha256(rules)},
+        "rules": rules.as_dict(),
     }

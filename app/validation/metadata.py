@@ -1,7 +1,10 @@
 """Model metadata: file facts, units, tolerances, layers, counts, user strings.
 
 Table-level facts are read straight from the model; per-object facts (types,
-names, layers, boxes) come from the single walk in walk.py.
+names, layers, boxes) come from the single walk in walk.py. Counts are exact; the
+lists are capped (max_listed_layers, max_listed_names, max_listed_strings) and
+every string taken from the model is cut to max_message_chars, each cut noted
+by a LAYERS_TRUNCATED, NAMES_TRUNCATED or STRINGS_TRUNCATED finding.
 """
 
 from __future__ import annotations
@@ -12,12 +15,16 @@ from typing import TYPE_CHECKING, Any
 
 import rhino3dm
 
+from .codes import LAYERS_TRUNCATED, NAMES_TRUNCATED, STRINGS_TRUNCATED, clip, finding
 from .geometry import BoxColumns
+from .layers import read_layer_tree
 from .reader import LoadedModel
 from .rules import ValidationRules
 
 if TYPE_CHECKING:
     from .walk import ObjectData
+
+Pending = tuple[int | None, dict[str, Any]]
 
 
 # What the report shows when the model's settings cannot be read (a CHECK_ERROR says why).
@@ -40,14 +47,9 @@ def read_settings(model: rhino3dm.File3dm) -> dict[str, Any]:
 
 
 def read_layers(model: rhino3dm.File3dm) -> list[dict[str, Any]]:
-    """Layers in table order: index, name, full path, parent full path, id."""
-    raw = [(layer.Index, layer.Name or "", layer.FullPath or layer.Name or "", str(layer.ParentLayerId), str(layer.Id))
-           for layer in model.Layers]
-    path_by_id = {lid: path for _, _, path, _, lid in raw}
-    return [
-        {"index": index, "name": name, "full_path": path, "parent": path_by_id.get(parent), "id": lid}
-        for index, name, path, parent, lid in raw
-    ]
+    """Layers in table order: index, name, full path, parent full path, id. Full paths are
+    computed in layers.py (never with `Layer.FullPath`, which does not return on a parent cycle)."""
+    return read_layer_tree(model)[0]
 
 
 def read_blocks(model: rhino3dm.File3dm) -> list[dict[str, Any]]:
@@ -58,12 +60,6 @@ def read_blocks(model: rhino3dm.File3dm) -> list[dict[str, Any]]:
     ]
 
 
-def document_user_strings(model: rhino3dm.File3dm) -> dict[str, str]:
-    table = model.Strings
-    pairs = (table[k] for k in range(len(table)))
-    return {str(key): str(value) for key, value in pairs}
-
-
 def build_metadata(
     loaded: LoadedModel,
     settings: dict[str, Any],
@@ -72,32 +68,79 @@ def build_metadata(
     data: ObjectData,
     boxes: BoxColumns,
     rules: ValidationRules,
+    strings: tuple[int, list[tuple[str, str]]] = (0, []),
     file_name: str | None = None,
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], list[Pending]]:
+    """(the report's metadata, LAYERS/STRINGS/NAMES_TRUNCATED findings for what its caps cut).
+    `strings`: (count, first pairs) from docstrings.read_document_strings."""
     model = loaded.model
+    cut = _Clip(rules.max_message_chars)
+    notes: list[Pending] = []
     per_layer = Counter(data.layers)
+    listed = [
+        {**layer, "name": cut(layer["name"]), "full_path": cut(layer["full_path"]),
+         "parent": None if layer["parent"] is None else cut(layer["parent"]), "objects": per_layer.get(layer["index"], 0)}
+        for layer in layers[:rules.max_listed_layers]
+    ]
+    notes += _note(LAYERS_TRUNCATED, "layers", len(layers), len(listed), cut.take())
+    block_info = _blocks(blocks, data, rules.max_listed_names, cut)
+    notes += _note(NAMES_TRUNCATED, "block definitions", len(blocks), len(block_info["definitions"]), cut.take())
+    named = _named_objects(data.names, data.in_block, rules.max_listed_names, cut)
+    notes += _note(NAMES_TRUNCATED, "object names", named.pop("distinct"), len(named["names"]), cut.take())
+    string_count, pairs = strings
+    document_strings = {cut(key): cut(value) for key, value in pairs}
+    notes += _note(STRINGS_TRUNCATED, "document user strings", string_count, len(pairs), cut.take())
     return {
         "file_name": file_name or loaded.path.name,
         "file_size_bytes": loaded.size,
         "archive_version": int(model.ArchiveVersion or loaded.archive_version),
-        "application_name": model.ApplicationName or None,
-        "created_by": model.CreatedBy or None,
-        "last_edited_by": model.LastEditedBy or None,
+        "application_name": cut(model.ApplicationName or "") or None,
+        "created_by": cut(model.CreatedBy or "") or None,
+        "last_edited_by": cut(model.LastEditedBy or "") or None,
         "revision": model.Revision,
         "unit_system": settings["unit_system"],
         "tolerances": settings["tolerances"],
         "object_count": data.count,
         "objects_by_type": dict(sorted(Counter(data.kinds).items())),
-        "layers": [{**layer, "objects": per_layer.get(layer["index"], 0)} for layer in layers],
-        "block_definitions": _blocks(blocks, data, rules.max_listed_names),
-        "named_objects": _named_objects(data.names, data.in_block, rules.max_listed_names),
-        "document_user_strings": document_user_strings(model),
+        "layer_count": len(layers),
+        "layers": listed,
+        "layers_truncated": len(listed) < len(layers),
+        "block_definitions": block_info,
+        "named_objects": named,
+        "document_user_string_count": string_count,
+        "document_user_strings": document_strings,
+        "document_user_strings_truncated": len(pairs) < string_count,
         "bounding_box": overall_box(boxes),
-    }
+    }, notes
 
 
-def _blocks(blocks: list[dict[str, Any]], data: ObjectData, cap: int) -> dict[str, Any]:
-    listed = [{**block, "instances": data.instances.get(block["id"], 0)} for block in blocks[:cap]]
+class _Clip:
+    """Cuts strings to the report's `max_message_chars` and counts how many it cut."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.cut = limit, 0
+
+    def __call__(self, text: str) -> str:
+        if len(text) <= self.limit:
+            return text
+        self.cut += 1
+        return clip(text, self.limit)
+
+    def take(self) -> int:
+        cut, self.cut = self.cut, 0
+        return cut
+
+
+def _note(code: str, what: str, total: int, listed: int, shortened: int) -> list[Pending]:
+    if listed >= total and not shortened:
+        return []
+    parts = [f"{listed} of {total} {what} listed"] if listed < total else []
+    parts += [f"{shortened} string(s) cut to the report's max_message_chars"] if shortened else []
+    return [(None, finding(code, "; ".join(parts), list=what, total=total, listed=listed, shortened=shortened))]
+
+
+def _blocks(blocks: list[dict[str, Any]], data: ObjectData, cap: int, cut: _Clip) -> dict[str, Any]:
+    listed = [{**block, "name": cut(block["name"]), "instances": data.instances.get(block["id"], 0)} for block in blocks[:cap]]
     return {
         "count": len(blocks),
         "member_objects": len(data.in_block),
@@ -108,8 +151,9 @@ def _blocks(blocks: list[dict[str, Any]], data: ObjectData, cap: int) -> dict[st
     }
 
 
-def _named_objects(names: list[str], in_block: set[int], cap: int) -> dict[str, Any]:
-    """Names of the objects placed in the model (block members are counted with their block)."""
+def _named_objects(names: list[str], in_block: set[int], cap: int, cut: _Clip) -> dict[str, Any]:
+    """Names of the objects placed in the model (block members are counted with their block);
+    `distinct` (popped by the caller) is how many different names there are."""
     if in_block:
         names = [n for i, n in enumerate(names) if i not in in_block]
     named = [n for n in names if n.strip()]
@@ -117,8 +161,9 @@ def _named_objects(names: list[str], in_block: set[int], cap: int) -> dict[str, 
     return {
         "count": len(named),
         "unnamed": len(names) - len(named),
-        "names": distinct[:cap],
+        "names": [cut(name) for name in distinct[:cap]],
         "truncated": len(distinct) > cap,
+        "distinct": len(distinct),
     }
 
 

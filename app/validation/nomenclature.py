@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from .codes import LAYER_NAME_PATTERN, NAME_DUPLICATE, NAME_MISSING, NAME_PATTERN, finding
+from .codes import LAYER_NAME_PATTERN, NAME_DUPLICATE, NAME_MISSING, NAME_PATTERN, QUOTED_CHARS, clip, finding
 from .rules import ValidationRules
 
 Pending = tuple[int | None, dict[str, Any]]
@@ -45,7 +45,7 @@ def check_object_names(
             out.append((i, finding(NAME_MISSING, f"{kinds[i]} has no name", name=name, expected=rules.name_expected)))
         elif code == NAME_PATTERN:
             out.append((i, finding(
-                NAME_PATTERN, f"object name {name!r} does not follow {rules.name_expected}",
+                NAME_PATTERN, f"object name {clip(name, QUOTED_CHARS)!r} does not follow {rules.name_expected}",
                 name=name, expected=rules.name_expected, pattern=rules.name_pattern)))
     if rules.unique_names:
         out.extend(_duplicates(names, verdict, rules))
@@ -58,7 +58,7 @@ def _duplicates(names: list[str], verdict: dict[str, str | None], rules: Validat
     if not repeated:
         return []
     return [
-        (i, finding(NAME_DUPLICATE, f"object name {name!r} is used by {counts[name]} objects",
+        (i, finding(NAME_DUPLICATE, f"object name {clip(name, QUOTED_CHARS)!r} is used by {counts[name]} objects",
                     name=name, count=counts[name], expected=rules.name_expected))
         for i, name in enumerate(names) if name in repeated
     ]
@@ -70,7 +70,9 @@ def check_layer_names(layers: list[dict[str, Any]], rules: ValidationRules) -> l
         name = layer["name"]
         if rules.layer_re.fullmatch(name) is None:
             out.append((None, finding(
-                LAYER_NAME_PATTERN, f"layer name {name!r} ({layer['full_path']}) does not follow {rules.layer_expected}",
+                LAYER_NAME_PATTERN,
+                f"layer name {clip(name, QUOTED_CHARS)!r} ({clip(layer['full_path'], QUOTED_CHARS)}) "
+                f"does not follow {rules.layer_expected}",
                 name=name, full_path=layer["full_path"], layer_index=layer["index"], layer_id=layer["id"],
                 expected=rules.layer_expected, pattern=rules.layer_pattern)))
     return out

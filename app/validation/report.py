@@ -12,10 +12,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from .codes import (  # noqa: F401  (re-exported: the stable finding codes)
-    BBOX_DEGENERATE, BREP_OPEN, ERROR, FINDING_CODES, FINDINGS_TRUNCATED, GEOMETRY_INVALID, INFO,
-    LAYER_NAME_PATTERN, MESH_OPEN, MODEL_EMPTY, NAME_DUPLICATE, NAME_MISSING, NAME_PATTERN,
-    OBJECT_FAR_OUTSIDE, OBJECTS_UNREADABLE, SCHEMA_VERSION, SEVERITY_BY_CODE, SUBD_OPEN,
-    TOLERANCE_INVALID, TOLERANCE_LARGE, UNITS_UNSET, WARNING, Severity, finding,
+    BBOX_DEGENERATE, BLOCK_CYCLE, BREP_OPEN, COORDINATE_OUT_OF_RANGE, ERROR, FINDING_CODES, FINDINGS_TRUNCATED,
+    GEOMETRY_INVALID, INFO, LAYER_CYCLE, LAYER_NAME_PATTERN, LAYERS_TRUNCATED, MESH_OPEN, MODEL_EMPTY,
+    NAME_DUPLICATE, NAME_MISSING, NAME_PATTERN, NAMES_TRUNCATED, OBJECT_FAR_OUTSIDE, OBJECTS_UNREADABLE,
+    REPORT_TRUNCATED, SCHEMA_VERSION, SEVERITY_BY_CODE, STRINGS_TRUNCATED, SUBD_OPEN, TOLERANCE_INVALID,
+    TOLERANCE_LARGE, UNITS_UNSET, WARNING, Severity, finding,
 )
 
 class _Strict(BaseModel):
@@ -23,11 +24,13 @@ class _Strict(BaseModel):
 
 
 class Finding(_Strict):
-    code: str = Field(description="Stable finding code, e.g. NAME_PATTERN")
+    code: str = Field(description="Stable finding code, e.g. NAME_PATTERN, LAYER_CYCLE, REPORT_TRUNCATED")
     severity: Severity
     object_id: str | None = Field(description="Attributes.Id of the object, null for model-level findings")
-    message: str
-    details: dict[str, Any] | None = None
+    message: str = Field(description="At most max_message_chars characters")
+    details: dict[str, Any] | None = Field(
+        None, description="Strings cut to max_message_chars, lists to 100 items, no inf or NaN; "
+                          "dropped when the report had to shrink to max_report_bytes")
 
 
 class SeverityCounts(_Strict):
@@ -51,7 +54,8 @@ class BoundingBoxInfo(_Strict):
 class LayerInfo(_Strict):
     index: int
     name: str
-    full_path: str
+    full_path: str = Field(description="Parent::Child, computed from names and parent ids; a layer on a parent "
+                                       "cycle (LAYER_CYCLE) has its own name")
     parent: str | None = Field(description="Full path of the parent layer, null at top level")
     id: str
     objects: int = Field(description="Objects on this layer (block members included)")
@@ -69,7 +73,7 @@ class BlockDefinitions(_Strict):
     member_objects: int = Field(description="Objects that belong to block definitions (part of object_count)")
     instances: int = Field(description="Block instances placed in the model")
     nested_instances: int = Field(description="Block instances inside block definitions")
-    definitions: list[BlockDefinitionInfo] = Field(description="Capped by max_listed_names")
+    definitions: list[BlockDefinitionInfo] = Field(description="Capped by max_listed_names (NAMES_TRUNCATED)")
     truncated: bool
 
 
@@ -88,7 +92,7 @@ class Tolerances(_Strict):
 class NamedObjects(_Strict):
     count: int
     unnamed: int
-    names: list[str] = Field(description="Distinct names, sorted, capped by max_listed_names")
+    names: list[str] = Field(description="Distinct names, sorted, capped by max_listed_names (NAMES_TRUNCATED)")
     truncated: bool
 
 
@@ -104,17 +108,23 @@ class Metadata(_Strict):
     tolerances: Tolerances
     object_count: int
     objects_by_type: dict[str, int]
-    layers: list[LayerInfo]
+    layer_count: int = Field(description="Layers in the model")
+    layers: list[LayerInfo] = Field(description="In table order, capped by max_listed_layers (LAYERS_TRUNCATED)")
+    layers_truncated: bool
     block_definitions: BlockDefinitions
     named_objects: NamedObjects
-    document_user_strings: dict[str, str]
+    document_user_string_count: int = Field(description="Entries of the document string table")
+    document_user_strings: dict[str, str] = Field(description="The first max_listed_strings entries (STRINGS_TRUNCATED)")
+    document_user_strings_truncated: bool
     bounding_box: BoundingBoxInfo | None = Field(description="Union of valid object boxes; null without geometry")
 
 
 class Report(_Strict):
     schema_version: Literal["1.0"]
     summary: Summary
-    metadata: Metadata
+    metadata: Metadata | None = Field(description="Null when the model was not read to the end: the one error "
+                                                  "finding is MODEL_UNREADABLE, MODEL_TOO_LARGE, RESOURCE_LIMIT or "
+                                                  "ENGINE_CRASH (app/validation/guarded.py)")
     findings: list[Finding]
     ruleset: RulesetRef
     rules: dict[str, Any] = Field(description="The ValidationRules used")

@@ -32,6 +32,9 @@ DEFAULT_LAYER_PATTERN = r"Default|[A-Z0-9][A-Za-z0-9 _-]{0,63}"
 DEFAULT_LAYER_EXPECTED = "'Default' or an uppercase letter/digit followed by letters, digits, space, _ or - (max 64), e.g. WALLS"
 
 SEVERITY_CHOICES = ("error", "warning", "info", "off")
+# Lower bounds of the report caps (a report cut down to its summary and scalar metadata fits in 10,000 bytes).
+_LEAST = {"max_findings_per_code": 1, "max_listed_names": 0, "max_listed_layers": 0, "max_listed_strings": 0,
+          "max_message_chars": 40, "max_report_bytes": 10_000}
 # rhino3dm's UnitSystem names a model can declare (required_units)
 UNIT_NAMES = (
     "Angstroms", "Nanometers", "Microns", "Millimeters", "Centimeters", "Decimeters", "Meters", "Dekameters",
@@ -78,9 +81,13 @@ class ValidationRules:
     block_name_pattern: str | None = None  # block (instance definition) names, fullmatch
     max_object_count: int | None = None
     severity: Mapping[str, str] = field(default_factory=dict)  # finding code -> error|warning|info|off
-    # Report size caps (summary counts still include everything).
+    # Report size caps (summary and metadata counts still include everything).
     max_findings_per_code: int = 500
     max_listed_names: int = 1000
+    max_listed_layers: int = 1000
+    max_listed_strings: int = 1000
+    max_message_chars: int = 500  # finding messages and every string taken from the model
+    max_report_bytes: int = 5_000_000  # len(json.dumps(report)) never exceeds this
     _compiled: dict[str, re.Pattern[str]] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -91,10 +98,9 @@ class ValidationRules:
             self._compiled[f"user_text:{key}"] = _compile("required_user_text", pattern, key)
         if not self.far_outside_factor > 0:
             raise RulesError("far_outside_factor", "must be > 0")
-        if self.max_findings_per_code < 1:
-            raise RulesError("max_findings_per_code", "must be >= 1")
-        if self.max_listed_names < 0:
-            raise RulesError("max_listed_names", "must be >= 0")
+        for key, least in _LEAST.items():
+            if getattr(self, key) < least:
+                raise RulesError(key, f"must be >= {least}")
         if self.max_object_count is not None and self.max_object_count < 0:
             raise RulesError("max_object_count", "must be >= 0")
         if self.required_units is not None and self.required_units not in UNIT_NAMES:

@@ -15,7 +15,8 @@ into flat lists of plain Python values. This is the hot path, so it is deliberat
   left out of the model's extent and outlier statistics);
 * boxes go into one flat array('d') (48 bytes per object), not tuples;
 * the object kind is the Python class name (`type(geo)`), not `ObjectType`;
-* `Attributes.Id` is not read here: the engine fetches ids only for objects with findings;
+* `Attributes.Id` is not read here (the engine fetches ids only for objects with findings), except
+  for block instances inside block definitions, whose ids give the nesting (blocks.py);
 * closedness (IsSolid/IsClosed) is only computed where a solid is expected.
 
 A check that raises on one object is recorded as a CHECK_ERROR (check, exception type, kind),
@@ -58,6 +59,7 @@ class ObjectData:
     not_allowed: list[int] = field(default_factory=list)  # kind not in rules.allowed_object_types
     instances: dict[str, int] = field(default_factory=dict)  # definition id -> placed instances
     nested_instances: int = 0  # instances inside block definitions
+    nested_refs: list[tuple[str, str]] = field(default_factory=list)  # (their object id, definition placed)
     user_text: dict[int, dict[str, str]] = field(default_factory=dict)  # only with required_user_text
     errors: list[tuple[int, str, str, str]] = field(default_factory=list)  # (index, check, exc type, message)
 
@@ -153,7 +155,7 @@ def walk_objects(
             add_box((lo["X"], lo["Y"], lo["Z"], hi["X"], hi["Y"], hi["Z"]))
             if family == _INSTANCE:
                 check = "block instance"
-                _instance(data, i, geo, member, lo["X"] > hi["X"])
+                _instance(data, i, geo, attrs if member else None, lo["X"] > hi["X"])
             elif family == _SOLID:
                 check = "closed solid"
                 on_solid_layer = 0 <= layer < n_layers and solid_layers[layer]
@@ -167,11 +169,13 @@ def walk_objects(
     return data
 
 
-def _instance(data: ObjectData, i: int, geo: Any, member: bool, empty_box: bool) -> None:
-    if member:
+def _instance(data: ObjectData, i: int, geo: Any, member_attrs: Any, empty_box: bool) -> None:
+    """`member_attrs`: the attributes of an instance inside a block definition, else None."""
+    key = str(geo.ParentIdefId)
+    if member_attrs is not None:
         data.nested_instances += 1
+        data.nested_refs.append((str(member_attrs.Id), key))
     else:
-        key = str(geo.ParentIdefId)
         data.instances[key] = data.instances.get(key, 0) + 1
     if empty_box:  # rhino3dm stores no box for an instance: nothing to judge it by
         data.no_box.add(i)

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import rhino3dm as r3
 
-from app.validation import validate_path
 from app.validation.rules import ValidationRules
 from app.validation.walk import walk_objects
 from tests.fixtures.models_3dm import ModelBuilder, add_valid_parts, box_brep
+from tests.validation.reports import validate
 
 
 def codes(report: dict) -> list[str]:
@@ -33,7 +33,7 @@ def blocks_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_the_default_rules_pass_a_model_with_a_block(blocks_model: Path) -> None:
-    report = validate_path(blocks_model)
+    report = validate(blocks_model)
     assert report["summary"]["passed"], report["findings"]
     blocks = report["metadata"]["block_definitions"]
     assert blocks["count"] == 1 and blocks["member_objects"] == 1 and blocks["instances"] == 1
@@ -44,7 +44,7 @@ def test_the_default_rules_pass_a_model_with_a_block(blocks_model: Path) -> None
 
 
 def test_per_layer_counts_add_up_to_the_objects(blocks_model: Path) -> None:
-    report = validate_path(blocks_model)
+    report = validate(blocks_model)
     by_path = {layer["full_path"]: layer["objects"] for layer in report["metadata"]["layers"]}
     assert sum(by_path.values()) == report["summary"]["objects"]
     assert by_path["LIB::Z01::SOLID"] == 3
@@ -65,14 +65,14 @@ def test_per_layer_counts_add_up_to_the_objects(blocks_model: Path) -> None:
     ({"max_object_count": 6}, ["OBJECT_COUNT_EXCEEDED"]),
 ])
 def test_each_convention_flags_only_what_breaks_it(blocks_model: Path, rules: dict, expected: list[str]) -> None:
-    assert codes(validate_path(blocks_model, rules=rules)) == expected
+    assert codes(validate(blocks_model, rules=rules)) == expected
 
 
 def test_required_user_text_checks_presence_and_value(blocks_model: Path) -> None:
-    report = validate_path(blocks_model, rules={"required_user_text": {"Phase": "[0-9]"}})
+    report = validate(blocks_model, rules={"required_user_text": {"Phase": "[0-9]"}})
     missing = [f for f in report["findings"] if f["code"] == "USER_TEXT_MISSING"]
     assert len(missing) == 5  # six placed objects, the wall has Phase=2; the block member is not placed
-    strict = validate_path(blocks_model, rules={"required_user_text": {"Phase": "[3-9]"}})
+    strict = validate(blocks_model, rules={"required_user_text": {"Phase": "[3-9]"}})
     wrong = [f for f in strict["findings"] if f["code"] == "USER_TEXT_PATTERN"]
     assert len(wrong) == 1 and wrong[0]["details"]["value"] == "2"
 
@@ -81,11 +81,11 @@ def test_severity_overrides_change_the_verdict(tmp_path: Path) -> None:
     b = ModelBuilder()
     b.model.Objects.AddBrep(box_brep(0, 0, 0, 10), b.attrs("wall one", "LIB::Z01::SOLID"))
     path = b.write(tmp_path / "named.3dm")
-    assert not validate_path(path)["summary"]["passed"]
-    as_warning = validate_path(path, rules={"severity": {"NAME_PATTERN": "warning"}})
+    assert not validate(path)["summary"]["passed"]
+    as_warning = validate(path, rules={"severity": {"NAME_PATTERN": "warning"}})
     assert as_warning["summary"]["passed"] and as_warning["summary"]["counts"]["warning"] == 1
     assert as_warning["findings"][0]["severity"] == "warning"
-    off = validate_path(path, rules={"severity": {"NAME_PATTERN": "off"}})
+    off = validate(path, rules={"severity": {"NAME_PATTERN": "off"}})
     assert off["findings"] == [] and off["summary"]["counts"] == {"error": 0, "warning": 0, "info": 0}
 
 
@@ -93,11 +93,11 @@ def test_the_report_names_its_ruleset(blocks_model: Path) -> None:
     from app.validation import build_ruleset
 
     ruleset = build_ruleset("team-sf", {"name_pattern": "SF-.*"}, version=3)
-    report = validate_path(blocks_model, ruleset=ruleset, file_name="Façade – plan 01 (ü).3dm")
+    report = validate(blocks_model, ruleset=ruleset, file_name="Façade – plan 01 (ü).3dm")
     assert report["ruleset"] == {"name": "team-sf", "version": 3, "sha256": ruleset.sha256}
     assert report["rules"]["name_pattern"] == "SF-.*"
     assert report["metadata"]["file_name"] == "Façade – plan 01 (ü).3dm"
-    anonymous = validate_path(blocks_model)["ruleset"]
+    anonymous = validate(blocks_model)["ruleset"]
     assert anonymous["name"] is None and len(anonymous["sha256"]) == 64
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from app.validation import validate_path
+from tests.validation.reports import validate
 
 
 def test_valid_part_metadata(models: dict[str, Path]) -> None:
-    meta = validate_path(models["valid_part"])["metadata"]
+    meta = validate(models["valid_part"])["metadata"]
     assert meta["file_name"] == "valid_part.3dm"
     assert meta["file_size_bytes"] == models["valid_part"].stat().st_size
     assert meta["archive_version"] == 80  # rhino3dm reports version 8 archives as 80
@@ -21,7 +21,7 @@ def test_valid_part_metadata(models: dict[str, Path]) -> None:
 
 
 def test_layers_carry_full_path_and_parent(models: dict[str, Path]) -> None:
-    layers = {layer["full_path"]: layer for layer in validate_path(models["valid_part"])["metadata"]["layers"]}
+    layers = {layer["full_path"]: layer for layer in validate(models["valid_part"])["metadata"]["layers"]}
     assert set(layers) == {"LIB", "LIB::Z01", "LIB::Z01::SOLID", "LIB::Z01::AXES"}
     assert layers["LIB"]["parent"] is None
     assert layers["LIB::Z01::SOLID"]["parent"] == "LIB::Z01"
@@ -31,7 +31,7 @@ def test_layers_carry_full_path_and_parent(models: dict[str, Path]) -> None:
 
 
 def test_named_objects_are_counted_and_listed(models: dict[str, Path]) -> None:
-    named = validate_path(models["valid_part"])["metadata"]["named_objects"]
+    named = validate(models["valid_part"])["metadata"]["named_objects"]
     assert named == {
         "count": 5,
         "unnamed": 0,
@@ -41,28 +41,28 @@ def test_named_objects_are_counted_and_listed(models: dict[str, Path]) -> None:
 
 
 def test_unnamed_objects_are_counted(models: dict[str, Path]) -> None:
-    named = validate_path(models["bad_names"])["metadata"]["named_objects"]
+    named = validate(models["bad_names"])["metadata"]["named_objects"]
     assert (named["count"], named["unnamed"]) == (5, 1)
 
 
 def test_listed_names_are_capped(models: dict[str, Path]) -> None:
-    named = validate_path(models["large_model"], rules={"max_listed_names": 10})["metadata"]["named_objects"]
+    named = validate(models["large_model"], rules={"max_listed_names": 10})["metadata"]["named_objects"]
     assert (named["count"], len(named["names"]), named["truncated"]) == (2000, 10, True)
 
 
 def test_empty_model_has_no_bounding_box(models: dict[str, Path]) -> None:
-    meta = validate_path(models["empty_model"])["metadata"]
+    meta = validate(models["empty_model"])["metadata"]
     assert (meta["object_count"], meta["objects_by_type"], meta["bounding_box"]) == (0, {}, None)
     assert meta["unit_system"] == "Millimeters"
 
 
 def test_unset_units_are_reported_by_name(models: dict[str, Path]) -> None:
-    meta = validate_path(models["bad_units"])["metadata"]
+    meta = validate(models["bad_units"])["metadata"]
     assert meta["unit_system"] == "None"
     assert meta["tolerances"]["absolute"] == 0.0
 
 
 def test_large_model_counts_every_kind(models: dict[str, Path]) -> None:
-    meta = validate_path(models["large_model"])["metadata"]
+    meta = validate(models["large_model"])["metadata"]
     assert meta["object_count"] == 2000
     assert meta["objects_by_type"] == {"Brep": 20, "Extrusion": 180, "LineCurve": 600, "Mesh": 300, "Point": 900}

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from app.validation import ValidationRules, validate_path
+from app.validation import ValidationRules
 from app.validation.codes import LAYER_NAME_PATTERN, NAME_DUPLICATE, NAME_MISSING, NAME_PATTERN
+from tests.validation.reports import validate
 
 RULES = ValidationRules()
 
@@ -53,7 +54,7 @@ def _by_code(report: dict) -> dict[str, list[dict]]:
 
 
 def test_bad_names_fixture_reports_each_violation(models: dict[str, Path]) -> None:
-    report = validate_path(models["bad_names"])
+    report = validate(models["bad_names"])
     found = _by_code(report)
     assert report["summary"]["passed"] is False
     assert sorted(f["details"]["name"] for f in found[NAME_PATTERN]) == ["LIB-Z1-WALL-001", "wall 1"]
@@ -63,7 +64,7 @@ def test_bad_names_fixture_reports_each_violation(models: dict[str, Path]) -> No
 
 
 def test_object_violations_carry_object_id_name_and_expected_form(models: dict[str, Path]) -> None:
-    found = _by_code(validate_path(models["bad_names"]))
+    found = _by_code(validate(models["bad_names"]))
     object_findings = found[NAME_PATTERN] + found[NAME_MISSING] + found[NAME_DUPLICATE]
     for item in object_findings:
         uuid.UUID(item["object_id"])
@@ -73,25 +74,25 @@ def test_object_violations_carry_object_id_name_and_expected_form(models: dict[s
 
 
 def test_severities(models: dict[str, Path]) -> None:
-    found = _by_code(validate_path(models["bad_names"]))
+    found = _by_code(validate(models["bad_names"]))
     assert {code: {f["severity"] for f in items} for code, items in found.items()} == {
         NAME_PATTERN: {"error"}, NAME_MISSING: {"warning"}, NAME_DUPLICATE: {"warning"}, LAYER_NAME_PATTERN: {"warning"},
     }
 
 
 def test_layer_violation_points_at_the_layer(models: dict[str, Path]) -> None:
-    (item,) = _by_code(validate_path(models["bad_names"]))[LAYER_NAME_PATTERN]
+    (item,) = _by_code(validate(models["bad_names"]))[LAYER_NAME_PATTERN]
     assert item["object_id"] is None
     assert item["details"]["full_path"] == "LIB::Z01::temp layer"
     uuid.UUID(item["details"]["layer_id"])
 
 
 def test_valid_names_produce_no_naming_findings(models: dict[str, Path]) -> None:
-    assert validate_path(models["valid_part"])["findings"] == []
+    assert validate(models["valid_part"])["findings"] == []
 
 
 def test_rules_can_be_overridden(models: dict[str, Path]) -> None:
-    report = validate_path(models["bad_names"], rules={"name_pattern": r".+", "unique_names": False, "layer_pattern": r".*"})
+    report = validate(models["bad_names"], rules={"name_pattern": r".+", "unique_names": False, "layer_pattern": r".*"})
     assert [f["code"] for f in report["findings"]] == [NAME_MISSING]
     assert report["summary"]["passed"] is True
     assert report["rules"]["name_pattern"] == ".+"
@@ -99,7 +100,7 @@ def test_rules_can_be_overridden(models: dict[str, Path]) -> None:
 
 def test_custom_scheme_with_dataclass_rules(models: dict[str, Path]) -> None:
     rules = ValidationRules().replace(name_pattern=r"[a-z]+ \d", name_expected="word digit")
-    found = _by_code(validate_path(models["bad_names"], rules=rules))
+    found = _by_code(validate(models["bad_names"], rules=rules))
     assert "wall 1" not in {f["details"]["name"] for f in found[NAME_PATTERN]}
     assert {f["details"]["expected"] for f in found[NAME_PATTERN]} == {"word digit"}
 
@@ -108,4 +109,4 @@ def test_bad_rules_are_refused() -> None:
     with pytest.raises(ValueError, match="name_pattern"):
         ValidationRules(name_pattern="(")
     with pytest.raises(ValueError, match="nmae_pattern: unknown rule"):
-        validate_path("unused.3dm", rules={"nmae_pattern": "x"})
+        validate("unused.3dm", rules={"nmae_pattern": "x"})

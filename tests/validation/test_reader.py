@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from app.validation import ModelFileMissingError, UnreadableModelError, validate_path
+from app.validation import ModelFileMissingError, UnreadableModelError
 from app.validation.reader import read_model
+from tests.validation.reports import validate
 
 
 def _reject(path: Path) -> UnreadableModelError:
@@ -104,5 +105,5 @@ def test_bad_version_field(models: dict[str, Path], tmp_path: Path) -> None:
 
 def test_validate_path_raises_the_same_error_with_reason(models: dict[str, Path]) -> None:
     with pytest.raises(UnreadableModelError) as info:
-        validate_path(models["truncated"])
+        validate(models["truncated"])
     assert info.value.reason.startswith("truncated")

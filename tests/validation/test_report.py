@@ -8,13 +8,14 @@ from types import SimpleNamespace
 
 import pytest
 
-from app.validation import FINDING_CODES, REPORT_JSON_SCHEMA, SEVERITY_BY_CODE, Report, UnreadableModelError, validate_path
+from app.validation import FINDING_CODES, REPORT_JSON_SCHEMA, SEVERITY_BY_CODE, Report, UnreadableModelError
 from app.validation.codes import (
     BBOX_DEGENERATE, BREP_OPEN, FINDINGS_TRUNCATED, GEOMETRY_INVALID, LAYER_NAME_PATTERN, MESH_OPEN, MODEL_EMPTY,
-    NAME_DUPLICATE, NAME_MISSING, NAME_PATTERN, OBJECT_FAR_OUTSIDE, OBJECTS_UNREADABLE, TOLERANCE_INVALID,
+    NAME_DUPLICATE, NAME_MISSING, NAME_PATTERN, NAMES_TRUNCATED, OBJECT_FAR_OUTSIDE, OBJECTS_UNREADABLE, TOLERANCE_INVALID,
     UNITS_UNSET,
 )
 from app.validation.engine import _model_level
+from tests.validation.reports import validate
 
 # fixture -> (passed, set of finding codes)
 EXPECTED: dict[str, tuple[bool, set[str]]] = {
@@ -26,7 +27,7 @@ EXPECTED: dict[str, tuple[bool, set[str]]] = {
     "degenerate_bbox": (True, {BBOX_DEGENERATE}),
     "far_outlier": (True, {OBJECT_FAR_OUTSIDE}),
     "bad_units": (False, {UNITS_UNSET, TOLERANCE_INVALID}),
-    "large_model": (True, set()),
+    "large_model": (True, {NAMES_TRUNCATED}),  # 2000 distinct names, 1000 listed
 }
 # fixture -> UnreadableModelError.code
 UNREADABLE = {"corrupt_bytes": "corrupt", "truncated": "truncated", "not_3dm": "not_3dm"}
@@ -38,7 +39,7 @@ def test_every_generated_fixture_is_covered(models: dict[str, Path]) -> None:
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_fixture_status_and_codes(models: dict[str, Path], name: str) -> None:
-    report = validate_path(models[name])
+    report = validate(models[name])
     passed, codes = EXPECTED[name]
     assert report["summary"]["passed"] is passed
     assert {f["code"] for f in report["findings"]} == codes
@@ -47,7 +48,7 @@ def test_fixture_status_and_codes(models: dict[str, Path], name: str) -> None:
 @pytest.mark.parametrize("name", sorted(UNREADABLE))
 def test_unreadable_fixture_is_rejected(models: dict[str, Path], name: str) -> None:
     with pytest.raises(UnreadableModelError) as info:
-        validate_path(models[name])
+        validate(models[name])
     assert info.value.code == UNREADABLE[name]
     assert info.value.reason
 
@@ -64,7 +65,7 @@ def _validate_against_schema(report: dict) -> None:
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_report_matches_schema_and_is_plain_json(models: dict[str, Path], name: str) -> None:
-    report = validate_path(models[name])
+    report = validate(models[name])
     _validate_against_schema(report)
     assert json.loads(json.dumps(report, allow_nan=False)) == report
     assert report["schema_version"] == "1.0"
@@ -72,7 +73,7 @@ def test_report_matches_schema_and_is_plain_json(models: dict[str, Path], name: 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_summary_counts_match_findings(models: dict[str, Path], name: str) -> None:
-    report = validate_path(models[name])
+    report = validate(models[name])
     counts = {"error": 0, "warning": 0, "info": 0}
     for item in report["findings"]:
         assert item["code"] in FINDING_CODES
@@ -91,7 +92,7 @@ def test_schema_describes_the_top_level() -> None:
 
 
 def test_findings_are_capped_per_code_but_all_counted(models: dict[str, Path]) -> None:
-    report = validate_path(models["bad_names"], rules={"max_findings_per_code": 1})
+    report = validate(models["bad_names"], rules={"max_findings_per_code": 1})
     codes = [f["code"] for f in report["findings"]]
     assert codes.count(NAME_PATTERN) == 1 and codes.count(NAME_DUPLICATE) == 1
     truncated = {f["details"]["finding_code"]: f["details"] for f in report["findings"] if f["code"] == FINDINGS_TRUNCATED}
@@ -113,7 +114,7 @@ def test_partially_read_object_table_is_an_error() -> None:
 @pytest.mark.parametrize("name", ["large_model", "valid_part", "empty_model"])
 def test_progress_is_monotonic_bounded_and_ends_done(models: dict[str, Path], name: str) -> None:
     calls: list[tuple[int, str]] = []
-    validate_path(models[name], progress=lambda percent, stage: calls.append((percent, stage)))
+    validate(models[name], progress=lambda percent, stage: calls.append((percent, stage)))
     percents = [p for p, _ in calls]
     assert percents == sorted(percents)
     assert calls[0] == (0, "reading") and calls[-1] == (100, "done")
@@ -127,5 +128,5 @@ def test_progress_is_monotonic_bounded_and_ends_done(models: dict[str, Path], na
 def test_progress_on_unreadable_file_stops_at_reading(models: dict[str, Path]) -> None:
     calls: list[tuple[int, str]] = []
     with pytest.raises(UnreadableModelError):
-        validate_path(models["not_3dm"], progress=lambda percent, stage: calls.append((percent, stage)))
+        validate(models["not_3dm"], progress=lambda percent, stage: calls.append((percent, stage)))
     assert calls == [(0, "reading")]

@@ -24,23 +24,8 @@ log = structlog.get_logger("librarian.validation")
 # Worth retrying: the database or the storage hiccuped. Not worth it: a file that is not a model.
 TRANSIENT_ERRORS = (OperationalError, ConnectionError, TimeoutError, SandboxStartError)
 # The engine's own verdicts on a model it could not finish (app/validation/guarded.py): logged
-SANDBOX_VERDICTS = ("RESOURCE_LIMIT", "ENGINE_CRASH")
+SANDBOX_VERDICTS = ("RESOURCE_LIMIT", "ENGINE_CRASH", "MODEL_TOO_LARGE")
 
-
-
-def unreadable_report(reason: str, code: str, ruleset_ref: dict[str, Any] | None = None) -> dict[str, Any]:
-    from app.validation import SCHEMA_VERSION
-
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "summary": {"counts": {"error": 1, "warning": 0, "info": 0}, "passed": False, "objects": 0},
-        "metadata": None,
-        "findings": [{
-            "code": "MODEL_UNREADABLE", "severity": "error", "object_id": None,
-            "message": reason, "details": {"reason_code": code},
-        }],
-        "ruleset": ruleset_ref,
-    }
 
 
 def forget_cached_report(part_id: str) -> None:
@@ -80,7 +65,7 @@ def validate_file(self: ValidationTask, part_id: str, ruleset: str | None = None
     """Validate a part with exactly the ruleset version fixed at submit time (messages without
     one, sent before rulesets existed, get the latest DEFAULT_RULESET)."""
     from app.validation import UnreadableModelError
-    from app.validation.guarded import validate_guarded
+    from app.validation.guarded import unreadable_report, validate_guarded
 
     with session_scope() as session:
         part = session.get(Part, uuid.UUID(part_id))
@@ -109,7 +94,7 @@ def validate_file(self: ValidationTask, part_id: str, ruleset: str | None = None
             level("model not finished", part_id=part_id, code=verdict["code"], reason=verdict["message"],
                   **{k: v for k, v in verdict["details"].items() if k != "file_name"})
     except UnreadableModelError as exc:
-        report, status, error = unreadable_report(exc.reason, exc.code, chosen.ref()), PartStatus.REJECTED, exc.reason
+        report, status, error = unreadable_report(exc, chosen, file_name), PartStatus.REJECTED, exc.reason
     except SoftTimeLimitExceeded:
         raise SoftTimeLimitExceeded(f"validation of part {part_id} exceeded the soft time limit") from None
 
