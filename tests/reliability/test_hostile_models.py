@@ -1,9 +1,11 @@
 """Scenario 16: hostile models (tests/fixtures/hostile_3dm.py) through a real worker with test caps.
 
-VALIDATION_TIMEOUT_S=10 and VALIDATION_MAX_MEMORY_MB=512, WORKER_CONCURRENCY=2. Every model must
-end `validated` or `rejected` (never `failed`) within the cap plus the queueing it waits for,
-the worker's main process must stay the same process, and a clean model submitted right after
-must validate on time.
+VALIDATION_TIMEOUT_S=5 and VALIDATION_MAX_MEMORY_MB=1500, WORKER_CONCURRENCY=2. With these limits
+the mesh bomb (1 GB when read, ~10 s) passes the declared-size guard and is stopped by the
+watchdog, and the embedded-file bomb (1 GB declared, ~1.9 GB when read) by the memory cap. Every
+model must end `validated` or `rejected` (never `failed`) within the limit plus the queueing it
+waits for, the worker and its pool processes must stay the same processes, and a clean model
+submitted right after must validate on time.
 """
 
 from __future__ import annotations
@@ -19,14 +21,23 @@ from tests.reliability.helpers import Stack, pool_children, redis_db_url, report
 
 pytestmark = pytest.mark.integration
 
-TIMEOUT_S = 10
-MEMORY_MB = 512
+TIMEOUT_S = 5
+MEMORY_MB = 1500
+EXPECTED = {  # case -> the error codes of its report (other cases: whatever the checks find)
+    "mesh_bomb": "rejected RESOURCE_LIMIT (time)",
+    "embedded_file_bomb": "rejected RESOURCE_LIMIT (memory)",
+    "self_parent_layer": "rejected LAYER_CYCLE",
+    "header_version_1": "rejected MODEL_UNREADABLE",
+    "block_cycle": "rejected BLOCK_CYCLE",
+    "extreme_coordinates": "rejected COORDINATE_OUT_OF_RANGE",
+}
 FINISHED = {"validated", "rejected", "failed"}
 
 
 @pytest.fixture(scope="module")
 def stack(broker):
-    with Stack("hostile-models", redis_db_url(broker, 6), VALIDATION_TIMEOUT_S=str(TIMEOUT_S),
+    # database 14 is test_hostile_uploads' too: modules run one after the other, each flushes it
+    with Stack("hostile-models", redis_db_url(broker, 14), VALIDATION_TIMEOUT_S=str(TIMEOUT_S),
                VALIDATION_MAX_MEMORY_MB=str(MEMORY_MB), WORKER_CONCURRENCY="2") as stack:
         stack.api, stack.base = stack.start_api("api")  # type: ignore[attr-defined]
         stack.worker = stack.start_worker("hm")  # type: ignore[attr-defined]
@@ -66,7 +77,8 @@ def verdict(base: str, part: dict) -> str:
         return f"failed: {part['error']}"
     body = httpx.get(f"{base}/api/v1/parts/{part['id']}/report", timeout=10).json()
     errors = sorted({f["code"] for f in body["findings"] if f["severity"] == "error"})
-    return f"{part['status']} {','.join(errors) or '-'}"
+    limit = [f["details"]["limit"] for f in body["findings"] if f["code"] == "RESOURCE_LIMIT"]
+    return f"{part['status']} {','.join(errors) or '-'}" + (f" ({limit[0]})" if limit else "")
 
 
 def test_hostile_models_end_rejected_or_validated_and_the_worker_survives(stack, hostile, models):
@@ -86,6 +98,7 @@ def test_hostile_models_end_rejected_or_validated_and_the_worker_survives(stack,
     assert not unfinished, f"still running: {unfinished}"
     failed = {name: outcome for name, outcome in outcomes.items() if outcome.startswith("failed")}
     assert not failed, failed
+    assert {name: outcomes[name] for name in EXPECTED} == EXPECTED
     assert stack.worker.alive() and stack.worker.pid == worker_pid  # type: ignore[attr-defined]
     assert pool_children(worker_pid) == children, "a pool process died or was replaced"
 
