@@ -1,4 +1,4 @@
-"""Scenario 16: hostile models (tests/fixtures/hostile_3dm.py) through a real worker with test caps.
+"""Scenario 13: hostile models (tests/fixtures/hostile_3dm.py) through a real worker with test caps.
 
 VALIDATION_TIMEOUT_S=5 and VALIDATION_MAX_MEMORY_MB=1500, WORKER_CONCURRENCY=2. With these limits
 the mesh bomb (1 GB when read, ~10 s) passes the declared-size guard and is stopped by the
