@@ -80,6 +80,8 @@ class Settings(BaseSettings):
     # ends `rejected` with RESOURCE_LIMIT, not retried.
     VALIDATION_TIMEOUT_S: float = 600.0
     VALIDATION_MAX_MEMORY_MB: int = 0
+    # The largest report stored (len of its JSON), whatever a ruleset's max_report_bytes says.
+    MAX_REPORT_BYTES: int = 5_000_000
     # rhino3dm keeps every model it walked alive; a pool child over this size is replaced after
     # its current task (Celery's worker_max_memory_per_child), so memory stays bounded.
     WORKER_MAX_MEMORY_PER_CHILD_MB: int = 1024

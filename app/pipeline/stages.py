@@ -129,6 +129,7 @@ def validate(path: Path, *, ruleset: Ruleset | None = None, file_name: str | Non
 
     limits = Limits(*settings.validation_limits)
     try:
-        return validate_guarded(path, limits=limits, ruleset=ruleset, file_name=file_name)
+        return validate_guarded(path, limits=limits, ruleset=ruleset, file_name=file_name,
+                                max_report_bytes=settings.MAX_REPORT_BYTES)
     except UnreadableModelError as exc:
         raise StageRejected(exc.reason) from exc

@@ -51,11 +51,13 @@ def validate_path(
     ruleset: Ruleset | None = None,
     progress: ProgressCallback | None = None,
     file_name: str | None = None,
+    max_report_bytes: int | None = None,
 ) -> dict[str, Any]:
     """Validate one .3dm file and return the report as a JSON-safe dict.
 
     `ruleset` (a named Ruleset) takes precedence over `rules` (plain overrides); the report's
     `ruleset` names it. `file_name` is the name to show (the client's), default the path's.
+    `max_report_bytes` is the operator's ceiling (MAX_REPORT_BYTES) over the ruleset's own.
     Raises UnreadableModelError (with `.reason`) when the file cannot be read.
     """
     started = time.perf_counter()
@@ -112,7 +114,7 @@ def validate_path(
         "ruleset": ruleset_ref,
         "rules": rules.as_dict(),
     }
-    report = fit_report(report, rules.max_report_bytes)
+    report = fit_report(report, min(rules.max_report_bytes, max_report_bytes or rules.max_report_bytes))
     tick(100, "done")
     return report
 

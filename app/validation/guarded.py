@@ -46,6 +46,7 @@ def validate_guarded(
     ruleset: Ruleset | None = None,
     file_name: str | None = None,
     progress: ProgressCallback | None = None,
+    max_report_bytes: int | None = None,
 ) -> dict[str, Any]:
     facts = inspect_file(path)  # a file that is not a model is refused without starting a child
     declared = declared_facts(path, facts)
@@ -53,7 +54,7 @@ def validate_guarded(
     if too_large is not None:
         return failure_report(MODEL_TOO_LARGE, too_large, declared, ruleset, file_name or Path(path).name)
     outcome = run_sandboxed(validate_path, str(path), ruleset=ruleset, file_name=file_name,
-                            limits=limits, progress=progress)
+                            max_report_bytes=max_report_bytes, limits=limits, progress=progress)
     if outcome.kind == "value":
         return outcome.value
     if outcome.unreadable is not None:

@@ -77,3 +77,10 @@ def test_a_limit_report_fits_the_schema() -> None:
     report = validate_guarded(ROOT / "tests/fixtures/real/v5_example_file.3dm", limits=Limits(512, 0.001))
     assert report["findings"][0]["code"] == "RESOURCE_LIMIT"
     Report.model_validate(report)
+
+
+def test_the_operators_report_ceiling_wins_over_the_rulesets(hostile: dict[str, Path]) -> None:
+    report = validate_guarded(hostile["huge_names"], limits=LIMITS, max_report_bytes=50_000)
+    assert report["rules"]["max_report_bytes"] == 5_000_000 or report["rules"] == {}
+    assert len(json.dumps(report, allow_nan=False)) <= 50_000
+    assert any(f["code"] == "REPORT_TRUNCATED" for f in report["findings"])

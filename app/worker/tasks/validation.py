@@ -85,7 +85,7 @@ def validate_file(self: ValidationTask, part_id: str, ruleset: str | None = None
 
     try:
         report = validate_guarded(path, limits=Limits(*settings.validation_limits), ruleset=chosen, progress=progress,
-                                  file_name=file_name)
+                                  file_name=file_name, max_report_bytes=settings.MAX_REPORT_BYTES)
         status, error = (PartStatus.VALIDATED if report["summary"]["passed"] else PartStatus.REJECTED), None
         verdict = next((f for f in report["findings"] if f["code"] in SANDBOX_VERDICTS), None)
         if verdict is not None:
