@@ -1,7 +1,9 @@
 """`librarian validate FILE...`: validate .3dm models offline, with the workers' engine.
 
-No server, broker or database: this module reads settings (RULESETS_DIR, DEFAULT_RULESET) and
-calls `app.validation.validate_path` directly. A single file is validated in this process; several
+No server, broker or database: this module reads settings (RULESETS_DIR, DEFAULT_RULESET, the
+VALIDATION_* limits, MAX_REPORT_BYTES) and validates as a worker does, with
+`app.validation.guarded.validate_guarded`: the declared-size guard, then the engine in a sandboxed
+child under the time and memory limits. A single file is validated in this process; several
 go through a process pool whose children validate one file each and exit (max_tasks_per_child=1),
 whatever --jobs is, because rhino3dm keeps every model it read alive (~50 MB per 20k objects).
 max_tasks_per_child=1 exactly also stays clear of CPython gh-115634 (pool deadlock for values > 1).
@@ -27,9 +29,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from app.cli.validate_output import FileResult, render_json, render_junit, render_table
 from app.core.config import settings
-from app.validation import (
-    Ruleset, RulesetError, UnreadableModelError, build_ruleset, load_dir, load_file, validate_path,
-)
+from app.validation import Ruleset, RulesetError, UnreadableModelError, build_ruleset, load_dir, load_file
+from app.validation.guarded import validate_guarded
+from app.validation.sandbox import Limits
 
 EXIT_PASSED, EXIT_REJECTED, EXIT_UNUSABLE = 0, 1, 2
 
@@ -47,6 +49,10 @@ def add_validate_parser(sub: Any) -> None:
     parser.add_argument("--format", choices=("table", "json", "junit"), default="table")
     parser.add_argument("--details", action="store_true", help="table: list every finding kept in the reports")
     parser.add_argument("--jobs", type=positive_int, default=1, help="files validated in parallel (default 1)")
+    parser.add_argument("--timeout", metavar="SECONDS", type=float,
+                        help="stop a file's validation after this long (default: VALIDATION_TIMEOUT_S)")
+    parser.add_argument("--max-memory", metavar="MB", type=positive_int,
+                        help="memory a file's validation may use (default: VALIDATION_MAX_MEMORY_MB)")
     parser.add_argument("--output", metavar="PATH", type=Path,
                         help="write the json/junit output here (the table still goes to stdout)")
     parser.set_defaults(func=cmd_validate)
@@ -67,7 +73,9 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_UNUSABLE
     started = time.perf_counter()
     with _progress(len(files)) as advance:
-        results = validate_files(files, ruleset, jobs=args.jobs, on_done=advance)
+        limits = Limits(args.max_memory or settings.validation_max_memory_mb,
+                        args.timeout or settings.VALIDATION_TIMEOUT_S)
+        results = validate_files(files, ruleset, jobs=args.jobs, limits=limits, on_done=advance)
     elapsed = time.perf_counter() - started
     if args.format == "table" or args.output is not None:  # with --output, the CI log still shows the table
         render_table(results, details=args.details, elapsed=elapsed, ruleset=ruleset)
@@ -110,11 +118,12 @@ def collect_files(arguments: list[str]) -> list[str]:
     return files
 
 
-def check_file(file: str, ruleset: Ruleset) -> FileResult:
+def check_file(file: str, ruleset: Ruleset, limits: Limits) -> FileResult:
     """Validate one file; an unreadable one is a result, not an exception."""
     started = time.perf_counter()
     try:
-        report = validate_path(file, ruleset=ruleset, file_name=Path(file).name)
+        report = validate_guarded(file, limits=limits, ruleset=ruleset, file_name=Path(file).name,
+                                  max_report_bytes=settings.MAX_REPORT_BYTES)
     except UnreadableModelError as exc:
         return FileResult(file, "unreadable", None, {"code": exc.code, "reason": exc.reason},
                           time.perf_counter() - started)
@@ -122,16 +131,17 @@ def check_file(file: str, ruleset: Ruleset) -> FileResult:
     return FileResult(file, status, report, None, time.perf_counter() - started)
 
 
-def validate_files(files: list[str], ruleset: Ruleset, *, jobs: int,
+def validate_files(files: list[str], ruleset: Ruleset, *, jobs: int, limits: Limits | None = None,
                    on_done: Callable[[], None] = lambda: None) -> list[FileResult]:
     """One result per file, in the order of `files`."""
+    limits = limits or Limits(*settings.validation_limits)
     if len(files) == 1:
-        results = [_guarded(files[0], lambda: check_file(files[0], ruleset))]
+        results = [_guarded(files[0], lambda: check_file(files[0], ruleset, limits))]
         on_done()
         return results
     with ProcessPoolExecutor(max_workers=min(jobs, len(files)), mp_context=_pool_context(),
                              max_tasks_per_child=1) as pool:
-        futures: list[Future[FileResult]] = [pool.submit(check_file, file, ruleset) for file in files]
+        futures: list[Future[FileResult]] = [pool.submit(check_file, file, ruleset, limits) for file in files]
         for _ in as_completed(futures):
             on_done()
     return [_guarded(file, future.result) for file, future in zip(files, futures)]

@@ -263,3 +263,16 @@ def _read_all(fd: int) -> str:
             break
         chunks.append(chunk)
     return b"".join(chunks).decode("utf-8", "replace")
+
+
+def test_a_model_over_the_time_limit_is_rejected_with_the_reason_and_the_run_goes_on(models, rulesets) -> None:
+    """--timeout as the workers' VALIDATION_TIMEOUT_S: the sandbox stops the file, the others still run."""
+    done = librarian_validate(models["large_model"], models["valid_part"], "--format", "json", "--timeout", "0.01",
+                              rulesets_dir=rulesets)
+    assert done.returncode == 1, done.stderr
+    first, second = json.loads(done.stdout)
+    assert first["status"] == "rejected"
+    assert [f["code"] for f in first["report"]["findings"]] == ["RESOURCE_LIMIT"]
+    assert first["report"]["findings"][0]["details"]["limit"] == "time"
+    # the second file gets the same 10 ms: it may or may not make it, but it has its own verdict
+    assert second["status"] in {"passed", "rejected"} and second["report"] is not None
