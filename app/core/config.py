@@ -82,8 +82,8 @@ class Settings(BaseSettings):
     VALIDATION_MAX_MEMORY_MB: int = 0
     # The largest report stored (len of its JSON), whatever a ruleset's max_report_bytes says.
     MAX_REPORT_BYTES: int = 5_000_000
-    # rhino3dm keeps every model it walked alive; a pool child over this size is replaced after
-    # its current task (Celery's worker_max_memory_per_child), so memory stays bounded.
+    # A pool child over this size is replaced after its current task (Celery's
+    # worker_max_memory_per_child): a backstop, since models are read in sandboxed children.
     WORKER_MAX_MEMORY_PER_CHILD_MB: int = 1024
     WORKER_QUEUES: str = ",".join(QUEUES)
     # A live worker with free pool slots that took nothing for this long while a message waited
