@@ -10,6 +10,7 @@ help:
 	@echo "make run      set up .venv and run API, worker, beat, Flower and an embedded Valkey"
 	@echo "make test     set up .venv and run the whole test suite (real processes)"
 	@echo "make lock     re-pin requirements*.lock from pyproject.toml"
+	@echo "make clean    WARNING: deletes ALL local data (var/: database, uploads, Valkey data) and .venv"
 
 $(STAMP): pyproject.toml requirements.lock requirements-dev.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

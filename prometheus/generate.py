@@ -40,6 +40,12 @@ CONFIG = {
     "task_failure_window": "10m",
     "task_failure_min_completions": 5,  # ignore a task that finished fewer times in the window
     "task_failure_for": "5m",
+    # Periodic (beat) tasks run on the maintenance queue, every 1-5 min: too seldom for the
+    # minimum volume above, so they have their own alert over a longer window.
+    "periodic_task_selector": 'queue="maintenance"',
+    "periodic_task_window": "30m",
+    "periodic_task_failure_ratio": 0.5,  # more runs failed than succeeded
+    "periodic_task_for": "10m",
     "task_runtime_p95_seconds": 60,
     "task_runtime_for": "15m",
     "queue_wait_p95_seconds": 120,
@@ -136,6 +142,11 @@ def alert_groups(c: dict) -> list[dict]:
         f"(sum by (task, queue) (increase(librarian_tasks_succeeded_total{{{lib}}}[{fw}]))"
         f" + sum by (task, queue) (increase(librarian_tasks_failed_total{{{lib}}}[{fw}])))"
     )
+    periodic, pw = f"{lib}, {c['periodic_task_selector']}", c["periodic_task_window"]
+    periodic_runs = (
+        f"(sum by (task, queue) (increase(librarian_tasks_succeeded_total{{{periodic}}}[{pw}]))"
+        f" + sum by (task, queue) (increase(librarian_tasks_failed_total{{{periodic}}}[{pw}])))"
+    )
     backlog = [
         _alert(
             "LibrarianQueueBacklog",
@@ -169,6 +180,24 @@ def alert_groups(c: dict) -> list[dict]:
                 f"{{{{ $value | humanizePercentage }}}} of {{{{ $labels.task }}}} runs on queue "
                 f"{{{{ $labels.queue }}}} failed over the last {fw} "
                 f"(threshold {c['task_failure_ratio']:.0%})."
+            ),
+            dashboard=DASHBOARD_TASKS,
+            c=c,
+        ),
+        _alert(
+            "LibrarianPeriodicTaskFailing",
+            f"(\n"
+            f"    sum by (task, queue) (increase(librarian_tasks_failed_total{{{periodic}}}[{pw}]))\n"
+            f"  /\n"
+            f"    {periodic_runs}\n"
+            f") > {c['periodic_task_failure_ratio']}",
+            severity="warning",
+            for_=c["periodic_task_for"],
+            summary="A periodic Librarian task keeps failing.",
+            description=(
+                f"{{{{ $value | humanizePercentage }}}} of {{{{ $labels.task }}}} runs on queue "
+                f"{{{{ $labels.queue }}}} failed over the last {pw}: the work it does (such as failing "
+                f"stuck parts) is not being done."
             ),
             dashboard=DASHBOARD_TASKS,
             c=c,

@@ -15,6 +15,7 @@ from starlette.datastructures import URL
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import __version__
+from app.api.docs_assets import install_docs
 from app.api.errors import install_error_handlers
 from app.api.metrics import install_metrics
 from app.api.routes import agents, batches, diagnostics, health, parts, rulesets, tasks
@@ -114,6 +115,8 @@ def create_app() -> FastAPI:
         version=__version__,
         lifespan=lifespan,
         redirect_slashes=False,
+        docs_url=None,  # /docs and /redoc come from install_docs: vendored assets, no CDN
+        redoc_url=None,
         description="Async jobs with observability built in: validate Rhino .3dm models at scale.",
     )
     install_error_handlers(app)
@@ -121,6 +124,7 @@ def create_app() -> FastAPI:
     app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")
     app.include_router(api_router)
     app.include_router(health.router)
+    install_docs(app)
     install_metrics(app)
     return app
 

@@ -25,6 +25,17 @@ class TaskStatus(BaseModel):
     message: str | None = None
 
 
+class TaskRevoked(BaseModel):
+    """The answer to DELETE /tasks/{id}: the task will not run, or was stopped."""
+
+    task_id: str
+    task_name: str | None = None
+    status: Literal["REVOKED"] = "REVOKED"
+    terminated: bool = Field(description="True when the task was running and its worker process was sent SIGTERM")
+    part_id: UUID | None = Field(default=None, description="The part this validation task was for, now `failed`")
+    message: str
+
+
 class TaskError(BaseModel):
     type: str
     message: str

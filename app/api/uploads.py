@@ -20,6 +20,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 
 MAX_FIELD_BYTES = 64 * 1024
 MAX_HEADER_BYTES = 16 * 1024
+TEXT_FIELDS = ("owner", "ruleset")
 
 
 @dataclass
@@ -77,12 +78,15 @@ def _disposition(value: str) -> tuple[str, str | None]:
 
 
 async def receive_files(
-    request: Request, *, incoming_dir: Path, max_file_bytes: int, max_files: int, too_many_status: int = 413
+    request: Request, *, incoming_dir: Path, max_file_bytes: int, max_files: int, too_many_status: int = 413,
+    file_field: str = "file", text_fields: tuple[str, ...] = TEXT_FIELDS,
 ) -> tuple[list[ReceivedFile], dict[str, str]]:
     """Parse a multipart body into temp files under `incoming_dir` and small text fields.
 
-    Raises 413 (too big / too many parts), 415 (not multipart), 422 (malformed). Temp files are
-    removed on any error; on success the caller owns them.
+    Files come in the field `file_field`, text in `text_fields` only. Raises 413 (too big / too
+    many parts), 415 (not multipart), 422 (malformed, or a field of another name: a misspelt
+    field would otherwise look like "no file"). Temp files are removed on any error; on success
+    the caller owns them.
     """
     content_type, params = parse_options_header(request.headers.get("content-type", ""))
     boundary = params.get(b"boundary")
@@ -123,6 +127,11 @@ async def receive_files(
 
     def on_headers_finished() -> None:
         current.field_name, current.filename = _disposition(current.headers.get("content-disposition", ""))
+        if current.field_name != file_field and (current.filename is not None or current.field_name not in text_fields):
+            what = "a file in the form field" if current.filename is not None else "unknown form field"
+            fail(422, f"{what} {current.field_name[:100]!r}: send the file(s) in the multipart field {file_field!r}"
+                      + (f" (text fields: {', '.join(text_fields)})" if text_fields else ""))
+            return
         if current.filename is not None:
             if len(files) >= max_files:
                 fail(too_many_status, f"too many files: at most {max_files} per request")

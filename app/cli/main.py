@@ -8,8 +8,34 @@ import socket
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from app.core.config import settings
+if TYPE_CHECKING:
+    from app.core.config import Settings
+
+# Loaded by main(), which turns a refused configuration into one line on stderr.
+settings: Settings
+
+
+def _refused(exc: Exception) -> str:
+    """One line from pydantic's ValidationError: each error's field and reason, no input values."""
+    reasons = []
+    for error in exc.errors():  # type: ignore[attr-defined]
+        reason = str(error.get("msg", "")).removeprefix("Value error, ")
+        field = ".".join(str(part) for part in error.get("loc", ()))
+        reasons.append(f"{field}: {reason}" if field else reason)
+    return "librarian: configuration refused, not starting: " + "; ".join(reasons)
+
+
+def load_settings() -> Settings:
+    from pydantic import ValidationError
+
+    try:
+        from app.core.config import settings as loaded
+    except ValidationError as exc:
+        print(_refused(exc), file=sys.stderr, flush=True)
+        sys.exit(2)
+    return loaded
 
 
 def _exec(argv: list[str]) -> None:
@@ -22,6 +48,7 @@ def cmd_api(args: argparse.Namespace) -> None:
 
     from app.observability.logging import configure_logging
 
+    os.environ["LIBRARIAN_PROCESS"] = "api"
     configure_logging("api")
     # log_config=None: uvicorn's loggers keep going through our structlog formatter.
     uvicorn.run(
@@ -59,8 +86,10 @@ def cmd_worker(args: argparse.Namespace) -> None:
 
 def cmd_beat(_: argparse.Namespace) -> None:
     settings.VAR_DIR.mkdir(parents=True, exist_ok=True)
+    os.environ["LIBRARIAN_PROCESS"] = "beat"  # its lines say "service": "beat" (configure_logging)
+    quiet = ["--quiet"] if settings.LOG_FORMAT == "json" else []  # no ASCII banner in JSON logs
     _exec([
-        sys.executable, "-m", "celery", "-A", "app.worker.celery_app:celery_app", "beat",
+        sys.executable, "-m", "celery", "-A", "app.worker.celery_app:celery_app", *quiet, "beat",
         "--schedule", str(settings.VAR_DIR / "celerybeat-schedule"), "--loglevel", settings.LOG_LEVEL,
     ])
 
@@ -72,21 +101,38 @@ def cmd_flower(args: argparse.Namespace) -> None:
     accounts = [a for a in os.environ.get("FLOWER_BASIC_AUTH", "").split(",") if a]
     ours = f"{settings.FLOWER_USER}:{settings.FLOWER_PASSWORD}"
     os.environ["FLOWER_BASIC_AUTH"] = ",".join([ours, *[a for a in accounts if a != ours]])
-    _exec([
-        sys.executable, "-m", "celery", "-A", "app.worker.celery_app:celery_app", "flower",
+    os.environ["LIBRARIAN_PROCESS"] = "flower"
+    # Flower runs in this process, after our logging is set up: tornado's and Flower's loggers go
+    # through the root logger, hence through the structlog formatter. --logging=none keeps tornado
+    # from installing its own handler and level.
+    from celery.bin.celery import main as celery_main
+
+    from app.observability.logging import configure_logging
+
+    configure_logging("flower")
+    sys.argv = [
+        "celery", "-A", "app.worker.celery_app:celery_app", "flower",
         f"--address={args.host or settings.FLOWER_HOST}", f"--port={args.port or settings.FLOWER_PORT}",
-        "--purge_offline_workers=300",
-    ])
+        "--purge_offline_workers=300", "--logging=none",
+    ]
+    sys.exit(celery_main())
 
 
 def cmd_redis(_: argparse.Namespace) -> None:
     import signal
 
-    from app.core.embedded import embedded_server
+    import structlog
 
+    from app.core.embedded import embedded_server
+    from app.observability.logging import configure_logging
+
+    os.environ["LIBRARIAN_PROCESS"] = "redis"
+    configure_logging("redis")
     server = embedded_server(port=settings.EMBEDDED_REDIS_PORT, data_dir=settings.VAR_DIR / "valkey")
     server.start()
-    print(f"embedded Valkey ready on {server.connection_url} (data in {server.data_dir})", flush=True)
+    structlog.get_logger("librarian.redis").info(
+        "embedded Valkey ready", url=server.connection_url, data_dir=str(server.data_dir)
+    )
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     signal.signal(signal.SIGINT, lambda *_: stop.append(1))
@@ -98,7 +144,10 @@ def cmd_redis(_: argparse.Namespace) -> None:
 
 def cmd_up(args: argparse.Namespace) -> None:
     from app.cli.up import run_stack
+    from app.observability.logging import configure_logging
 
+    os.environ["LIBRARIAN_PROCESS"] = "supervisor"  # each child names itself (cmd_api, cmd_worker, ...)
+    configure_logging("supervisor")  # "process started/exited" lines in the same format as the rest
     sys.exit(run_stack(with_flower=not args.no_flower, with_beat=not args.no_beat))
 
 
@@ -141,6 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
+    global settings
+    settings = load_settings()
     args = build_parser().parse_args(argv)
     args.func(args)
 

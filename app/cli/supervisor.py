@@ -60,6 +60,7 @@ class Supervisor:
                 time.sleep(0.5)
         finally:
             self.stop_all()
+            log.info("all stopped", processes=len(self.children))
         return 0
 
     def _reap_and_restart(self) -> None:

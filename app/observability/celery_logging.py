@@ -73,8 +73,17 @@ def _retry(request: Any = None, reason: Any = None, **_: Any) -> None:
 
 
 @signals.task_failure.connect
-def _failure(task_id: str | None = None, exception: BaseException | None = None, einfo: Any = None, **_: Any) -> None:
+def _failure(
+    sender: Any = None, task_id: str | None = None, exception: BaseException | None = None, einfo: Any = None, **_: Any
+) -> None:
     runtime = _runtime(task_id)
+    expected = getattr(sender, "throws", ())
+    if exception is not None and expected and isinstance(exception, expected):
+        # An outcome the task declares (`throws`, e.g. a pipeline stage refusing bad input): one
+        # line, no traceback. Celery's own line drops to INFO ("raised expected"), below the
+        # WARNING celery.app.trace is set to, and Sentry's Celery integration skips it.
+        log.info("task rejected", error=type(exception).__name__, error_message=str(exception), runtime_s=runtime)
+        return
     if isinstance(exception, SoftTimeLimitExceeded):
         log.warning("task soft time limit exceeded", runtime_s=runtime)
     log.error(

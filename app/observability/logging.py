@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import logging.config
+import os
 import sys
 from functools import lru_cache
 from typing import Any
@@ -67,8 +68,27 @@ def shared_processors() -> list[Any]:
     ]
 
 
+class _InspectMissIsInfo(logging.Filter):
+    """Flower's "Inspect method X failed" (no worker answered in time) becomes INFO.
+
+    Flower inspects at start, before the worker answers, and whenever no worker is up; a missing
+    worker is reported by /health and the alerts, so this line needs no person. Inspect errors
+    with a reason (connection errors, exceptions) keep their level.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == "Inspect method %s failed" and record.levelno > logging.INFO:
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
 def configure_logging(service: str, level: str | None = None) -> None:
-    """Configure structlog + stdlib once per process. JSON by default, console when LOG_FORMAT=console."""
+    """Configure structlog + stdlib once per process. JSON by default, console when LOG_FORMAT=console.
+
+    `service` names the process on every line; LIBRARIAN_PROCESS, set by `librarian worker|beat|
+    flower|api` before the process starts, wins over it (Celery's setup_logging signal fires in
+    worker and beat alike, and its receiver cannot tell them apart).
+    """
     level = (level or settings.LOG_LEVEL).upper()
     if settings.LOG_FORMAT == "console":
         renderer: Any = structlog.dev.ConsoleRenderer()
@@ -113,9 +133,17 @@ def configure_logging(service: str, level: str | None = None) -> None:
             "root": {"handlers": ["stdout"], "level": level},
             "loggers": {
                 # uvicorn and celery install handlers of their own; route them through ours.
-                name: {"handlers": ["stdout"], "level": level, "propagate": False}
-                for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "celery", "kombu")
+                **{
+                    name: {"handlers": ["stdout"], "level": level, "propagate": False}
+                    for name in ("uvicorn", "uvicorn.error", "celery", "kombu")
+                },
+                # One access line per request: ours (librarian.api.access, with the request id).
+                # Without a handler uvicorn does not even format its own (hasHandlers() is False).
+                "uvicorn.access": {"handlers": [], "propagate": False},
+                # Flower (tornado) logs through the root logger, hence through this formatter.
+                "flower.inspector": {"filters": ["inspect_miss_is_info"]},
             },
+            "filters": {"inspect_miss_is_info": {"()": _InspectMissIsInfo}},
         }
     )
     logging.captureWarnings(True)  # Python warnings become JSON lines too
@@ -127,4 +155,4 @@ def configure_logging(service: str, level: str | None = None) -> None:
     logging.logProcesses = False
     logging.logMultiprocessing = False
     global _service
-    _service = service
+    _service = os.environ.get("LIBRARIAN_PROCESS") or service

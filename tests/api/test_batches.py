@@ -144,3 +144,35 @@ def test_unknown_batch_is_404_and_empty_batch_422(http):
     assert http.get(f"/api/v1/batches/{uuid.uuid4()}").status_code == 404
     assert http.post(f"/api/v1/batches/{uuid.uuid4()}/retry").status_code == 404
     assert http.post("/api/v1/batches", files={"owner": (None, "x")}).status_code == 422
+
+
+def stored_and_incoming() -> tuple[set, set, int]:
+    """Files under storage/batches, files under storage/.incoming, and BatchItem rows."""
+    from sqlmodel import Session, func, select
+
+    from app.core.config import settings
+    from app.core.db import get_engine
+    from app.models import BatchItem
+
+    root = settings.storage_dir
+    with Session(get_engine()) as session:
+        rows = session.exec(select(func.count()).select_from(BatchItem)).one()
+    return ({p for p in (root / "batches").rglob("*") if p.is_file()},
+            {p for p in (root / ".incoming").glob("*")}, rows)
+
+
+def test_a_batch_with_a_file_not_named_3dm_is_415_naming_it_and_stores_nothing(http, models):
+    before = stored_and_incoming()
+    files = [("files", ("good.3dm", models["valid_part"].read_bytes())),
+             ("files", ("notes.txt", b"just text")),
+             ("files", ("model.STEP", models["valid_part"].read_bytes()))]
+    answer = http.post("/api/v1/batches", files=files)
+    assert answer.status_code == 415, answer.text
+    detail = answer.json()["detail"]
+    assert "'notes.txt'" in detail and "'model.STEP'" in detail and "good.3dm" not in detail
+    assert stored_and_incoming() == before  # no stored file, no temp file left, no row
+
+
+def test_a_batch_with_an_uppercase_3dm_extension_is_accepted(http, models):
+    answer = http.post("/api/v1/batches", files=[("files", ("PLAN.3DM", models["valid_part"].read_bytes()))])
+    assert answer.status_code == 202, answer.text

@@ -63,20 +63,122 @@ def test_unknown_task_id_is_404_not_pending(http):
         assert str(missing) in answer.json()["detail"]
 
 
-def test_revoke_marks_the_task_revoked(http, worker):
-    # Occupy both pool slots so the third task is still queued when it is revoked.
-    busy = [http.post("/api/v1/tasks/test", params={"message": "busy", "steps": 10}).json()["task_id"] for _ in range(2)]
+def wait_state(celery, task_id: str, until: set[str], timeout: float = 20.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = celery.AsyncResult(task_id).state
+        if state in until:
+            return state
+        time.sleep(0.05)
+    raise AssertionError(f"task {task_id} never reached {until}")
+
+
+def occupy_both_pool_slots(celery, seconds: float) -> list:
+    """Two sleeps running on the worker (concurrency 2): anything sent next waits in its queue."""
+    blockers = [celery.send_task("librarian.demo.sleep", args=[seconds]) for _ in range(2)]
+    for blocker in blockers:
+        wait_state(celery, blocker.id, {"STARTED"})
+    return blockers
+
+
+def runs_recorded(key: str) -> int:
+    from sqlmodel import Session
+
+    from app.core.db import get_engine
+    from app.models import DiagnosticRecord
+
+    with Session(get_engine()) as session:
+        record = session.get(DiagnosticRecord, f"{key}:start")
+        return record.writes if record else 0
+
+
+def test_revoke_a_running_task_stops_it(http, worker):
+    task_id = http.post("/api/v1/tasks/test", params={"message": "long", "steps": 100}).json()["task_id"]
+    poll(http, task_id, {"PROGRESS"})
+    answer = http.delete(f"/api/v1/tasks/{task_id}")
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["status"] == "REVOKED" and body["terminated"] is True, body
+    assert body["task_name"] == "librarian.demo.process"
+    assert "SIGTERM" in body["message"]
+    # The demo job writes PROGRESS every 0.2 s: had it run on, it would overwrite REVOKED.
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        assert http.get(f"/api/v1/tasks/{task_id}").json()["status"] == "REVOKED"
+        time.sleep(0.1)
+    result = http.get(f"/api/v1/tasks/{task_id}/result").json()
+    assert result["status"] == "REVOKED" and result["error"]["type"] == "TaskRevokedError", result
+    # The pool replaced the killed child: the next task runs to the end.
+    after = http.post("/api/v1/tasks/test", params={"message": "after"}).json()["task_id"]
+    poll(http, after, {"SUCCESS"}, timeout=30)
+
+
+def test_revoke_a_task_queued_behind_others_never_runs(http, worker, celery):
+    blockers = occupy_both_pool_slots(celery, 3)
     task_id = http.post("/api/v1/tasks/test", params={"message": "doomed"}).json()["task_id"]
     answer = http.delete(f"/api/v1/tasks/{task_id}")
     assert answer.status_code == 200
-    assert answer.json()["status"] == "REVOKED"
-    for other in busy:
-        poll(http, other, {"SUCCESS"}, timeout=30)
+    body = answer.json()
+    assert body["status"] == "REVOKED" and body["terminated"] is False, body
+    assert "will not run" in body["message"]
+    for blocker in blockers:
+        blocker.get(timeout=30)
     time.sleep(1.0)  # the worker has had its chance to pick the revoked one up
     assert http.get(f"/api/v1/tasks/{task_id}").json()["status"] == "REVOKED"
-    result = http.get(f"/api/v1/tasks/{task_id}/result").json()
-    assert result["status"] == "REVOKED"
-    assert http.delete(f"/api/v1/tasks/{task_id}").status_code == 409
+    assert http.get(f"/api/v1/tasks/{task_id}/result").json()["status"] == "REVOKED"
+
+
+def test_revoke_a_task_waiting_for_its_countdown_never_runs(http, worker, celery, broker):
+    from app.core.task_registry import record_issued
+
+    task_id, key = str(uuid.uuid4()), f"countdown-{uuid.uuid4().hex[:8]}"
+    record_issued(broker.client(), task_id, "librarian.demo.sleep")
+    celery.send_task("librarian.demo.sleep", args=[0.1], kwargs={"key": key}, task_id=task_id, countdown=3)
+    answer = http.delete(f"/api/v1/tasks/{task_id}")
+    assert answer.status_code == 200
+    assert answer.json()["terminated"] is False
+    time.sleep(5)  # past the countdown
+    assert runs_recorded(key) == 0
+    assert http.get(f"/api/v1/tasks/{task_id}").json()["status"] == "REVOKED"
+
+
+def test_revoke_a_finished_task_is_409_with_the_reason(http, worker):
+    task_id = http.post("/api/v1/tasks/test", params={"message": "quick", "steps": 1}).json()["task_id"]
+    poll(http, task_id, {"SUCCESS"})
+    answer = http.delete(f"/api/v1/tasks/{task_id}")
+    assert answer.status_code == 409
+    assert answer.json()["detail"] == "task already SUCCESS: nothing to revoke"
+    assert http.get(f"/api/v1/tasks/{task_id}").json()["status"] == "SUCCESS"
+
+
+def test_revoke_twice_is_409(http, worker, celery):
+    blockers = occupy_both_pool_slots(celery, 2)
+    task_id = http.post("/api/v1/tasks/test", params={"message": "twice"}).json()["task_id"]
+    assert http.delete(f"/api/v1/tasks/{task_id}").status_code == 200
+    again = http.delete(f"/api/v1/tasks/{task_id}")
+    assert again.status_code == 409
+    assert "REVOKED" in again.json()["detail"]
+    for blocker in blockers:
+        blocker.get(timeout=30)
+
+
+def test_revoke_a_queued_validation_fails_its_part(http, worker, celery, models):
+    from tests.utils.api import upload
+
+    blockers = occupy_both_pool_slots(celery, 3)
+    submitted = upload(http, models["valid_part"]).json()
+    answer = http.delete(f"/api/v1/tasks/{submitted['task_id']}")
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["part_id"] == submitted["part_id"] and body["terminated"] is False, body
+    for blocker in blockers:
+        blocker.get(timeout=30)
+    time.sleep(1.0)  # the worker has had its chance to start the validation
+    part = http.get(f"/api/v1/parts/{submitted['part_id']}").json()
+    assert part["status"] == "failed", part
+    assert part["error"].startswith("revoked"), part
+    assert part["attempts"] == 0, part  # never started
+    assert http.get(f"/api/v1/tasks/{submitted['task_id']}").json()["status"] == "REVOKED"
 
 
 @pytest.mark.parametrize(

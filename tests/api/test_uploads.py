@@ -63,3 +63,26 @@ def test_batch_items_keep_the_clients_names(http, worker, models):
         assert item.status == "published"
         assert report_of(http, str(item.part_id))["metadata"]["file_name"] == item.filename
         assert http.get(f"/api/v1/parts/{item.part_id}").json()["filename"] == item.filename
+
+
+@pytest.mark.parametrize(("path", "expected", "wrong"), [
+    ("/api/v1/parts", "file", "files"),
+    ("/api/v1/parts", "file", "upload"),
+    ("/api/v1/batches", "files", "file"),
+])
+def test_a_file_in_an_unknown_field_is_422_naming_the_expected_field(http, models, path, expected, wrong):
+    answer = http.post(path, files=[(wrong, ("a.3dm", models["valid_part"].read_bytes()))])
+    assert answer.status_code == 422, answer.text
+    detail = answer.json()["detail"]
+    assert f"'{wrong}'" in detail and f"multipart field '{expected}'" in detail
+
+
+@pytest.mark.parametrize(("path", "field"), [("/api/v1/parts", "file"), ("/api/v1/batches", "files")])
+def test_an_unknown_text_field_is_422_and_owner_and_ruleset_stay_allowed(http, worker, models, path, field):
+    model = (field, ("a.3dm", models["valid_part"].read_bytes()))
+    unknown = http.post(path, files=[model], data={"owner": "ann", "colour": "red"})
+    assert unknown.status_code == 422, unknown.text
+    assert "'colour'" in unknown.json()["detail"] and f"'{field}'" in unknown.json()["detail"]
+    known = http.post(path, files=[model], data={"owner": "ann", "ruleset": "default"})
+    assert known.status_code == 202, known.text
+    assert known.json()["ruleset"]["name"] == "default"

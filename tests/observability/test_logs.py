@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 import uuid
 
 import pytest
+
+from tests.conftest import stack_env
+from tests.utils.processes import ROOT, cli
 
 pytestmark = pytest.mark.integration
 
@@ -67,3 +71,25 @@ def test_every_line_printed_by_worker_and_api_is_json(api, worker, http):
     http.get("/health")
     assert non_json_lines(worker.output()) == []
     assert non_json_lines(api.output()) == []
+
+
+def test_one_access_line_per_request(http, api):
+    first, second = uuid.uuid4().hex, uuid.uuid4().hex
+    http.get("/health", headers={"X-Request-ID": first})
+    http.get("/health", headers={"X-Request-ID": second})
+    # uvicorn would log the first request's line when its response ends, before serving the second.
+    api.wait_for(rf'"request_id": "{second}"', timeout=5)
+    lines = [line for line in api.json_lines() if line.get("request_id") == first]
+    assert [line["logger"] for line in lines] == ["librarian.api.access"], lines
+    assert not [line for line in api.json_lines() if line.get("logger") == "uvicorn.access"]
+
+
+@pytest.mark.parametrize("command", ["api", "worker", "beat", "flower"])
+def test_a_refused_start_prints_one_line_and_exits_non_zero(command):
+    env = stack_env(ENVIRONMENT="production", FLOWER_PASSWORD="changethis")
+    result = subprocess.run(cli(command), env=env, cwd=ROOT, capture_output=True, encoding="utf-8", timeout=60)
+    assert result.returncode != 0
+    assert result.stdout == ""
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert "FLOWER_PASSWORD" in result.stderr and "placeholder" in result.stderr
+    assert "Traceback" not in result.stderr

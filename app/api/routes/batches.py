@@ -86,7 +86,8 @@ def _enqueue(session: SessionDep, items: list[BatchItem], owner: str | None, cli
     status_code=status.HTTP_202_ACCEPTED,
     response_model=BatchCreated,
     dependencies=[Depends(rate_limit(upload_limiter))],
-    responses={413: {"model": ErrorBody}, 422: {"model": FieldErrorBody}, 429: {"model": ErrorBody}},
+    responses={413: {"model": ErrorBody}, 415: {"model": ErrorBody, "description": "A file not named *.3dm"},
+               422: {"model": FieldErrorBody}, 429: {"model": ErrorBody}},
     openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
         "type": "object", "required": ["files"],
         "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}},
@@ -103,7 +104,7 @@ async def create_batch(
     batch_id = uuid.uuid4()
     files, fields = await receive_files(
         request, incoming_dir=settings.storage_dir / ".incoming", max_file_bytes=settings.max_file_size_bytes,
-        max_files=settings.MAX_ITEMS_PER_BATCH, too_many_status=422,
+        max_files=settings.MAX_ITEMS_PER_BATCH, too_many_status=422, file_field="files",
     )
     # Everything after the body arrived blocks (disk, database, broker): off the event loop.
     return await run_in_threadpool(_store_and_enqueue, request, batch_id, files, fields, ruleset, session, client)
@@ -117,6 +118,10 @@ def _store_and_enqueue(request: Request, batch_id: uuid.UUID, files: list[Any], 
         chosen = rulesets.resolve(session, name=ruleset or fields.get("ruleset"))  # before anything is stored
         if not files:
             raise HTTPException(422, detail="no files: send them in the multipart field 'files'")
+        refused = [f.filename for f in files if not f.filename.lower().endswith(".3dm")]
+        if refused:  # as /parts does, and before any file is stored
+            raise HTTPException(415, detail=f"not .3dm files: {', '.join(repr(n[:200]) for n in refused[:20])}"
+                                            + (f" and {len(refused) - 20} more" if len(refused) > 20 else ""))
         for received in files:
             item_id = uuid.uuid4()
             key = f"batches/{batch_id}/{item_id}/{sanitize_filename(received.filename)}"

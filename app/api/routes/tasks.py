@@ -7,17 +7,23 @@ from uuid import UUID
 
 from celery.result import AsyncResult
 from fastapi import APIRouter, HTTPException, Path, Query, status
+from sqlalchemy import update
+from sqlmodel import col, select
 
-from app.api.deps import CeleryDep, RedisDep
-from app.api.schemas import ErrorBody, TaskError, TaskResult, TaskStatus, TaskSubmitted
+from app.api.deps import CeleryDep, RedisDep, SessionDep
+from app.api.routes.parts import VALIDATE_TASK
+from app.api.schemas import ErrorBody, TaskError, TaskResult, TaskRevoked, TaskStatus, TaskSubmitted
 from app.api.submit import submit
 from app.core.agents import OWNER_HEADER
 from app.core.task_registry import issued_task_name
+from app.models import FINISHED_STATUSES, Part, PartStatus, utcnow
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
 
 TaskId = Annotated[UUID, Path(description="A task id returned by a submit call")]
 FINISHED = {"SUCCESS", "FAILURE", "REVOKED"}
+RUNNING = {"STARTED", "PROGRESS"}
+REVOKED_REASON = "revoked through the API (DELETE /api/v1/tasks/{id}) before its validation finished"
 NOT_FOUND = {404: {"model": ErrorBody, "description": "Librarian never issued this id (or it expired)"}}
 
 
@@ -85,19 +91,38 @@ def get_task_result(task_id: TaskId, celery: CeleryDep, client: RedisDep) -> Tas
 
 @router.delete(
     "/{task_id}",
-    response_model=TaskStatus,
-    responses={**NOT_FOUND, 409: {"model": ErrorBody, "description": "The task already finished"}},
+    response_model=TaskRevoked,
+    responses={**NOT_FOUND, 409: {"model": ErrorBody, "description": "The task already finished: nothing to stop"}},
 )
-def revoke_task(
-    task_id: TaskId,
-    celery: CeleryDep,
-    client: RedisDep,
-    terminate: Annotated[bool, Query(description="Also stop it if it is running")] = False,
-) -> TaskStatus:
+def revoke_task(task_id: TaskId, celery: CeleryDep, client: RedisDep, session: SessionDep) -> TaskRevoked:
+    """Stop a task. A queued one never starts; a running one is terminated: its worker process gets
+    SIGTERM (the hard time limit kills one that survives it). A part's validation task leaves the
+    part `failed`, its error starting with `revoked`."""
     result, name = _known_result(celery, client, task_id)
-    if result.state in FINISHED:
-        raise HTTPException(status.HTTP_409_CONFLICT, detail=f"task already {result.state}")
-    result.revoke(terminate=terminate, signal="SIGTERM")
+    state = result.state
+    if state in FINISHED:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=f"task already {state}: nothing to revoke")
+    result.revoke(terminate=True, signal="SIGTERM")
     # Record REVOKED now, so the answer does not depend on a worker being up to hear the broadcast.
     celery.backend.mark_as_revoked(str(task_id), reason="revoked through the API")
-    return TaskStatus(task_id=str(task_id), task_name=name, status="REVOKED")
+    part_id = _fail_part(session, str(task_id)) if name == VALIDATE_TASK else None
+    terminated = state in RUNNING
+    message = ("task was running: revoked, and its worker process was sent SIGTERM" if terminated
+               else f"task was {state}, not started: revoked, it will not run")
+    if part_id is not None:
+        message += f"; part {part_id} is failed"
+    return TaskRevoked(task_id=str(task_id), task_name=name, terminated=terminated, part_id=part_id, message=message)
+
+
+def _fail_part(session: SessionDep, task_id: str) -> UUID | None:
+    """Mark failed the unfinished part this validation task was for; its id, or None."""
+    part_id = session.exec(select(Part.id).where(Part.task_id == task_id)).first()
+    if part_id is None:
+        return None
+    changed = session.execute(
+        update(Part)
+        .where(col(Part.id) == part_id, col(Part.status).not_in(FINISHED_STATUSES))
+        .values(status=PartStatus.FAILED, error=REVOKED_REASON, updated_at=utcnow())
+    ).rowcount
+    session.commit()
+    return part_id if changed else None

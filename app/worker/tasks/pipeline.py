@@ -37,6 +37,9 @@ class StageTask(LibrarianTask):
     stage: str = ""
     autoretry_for = TRANSIENT_ERRORS
     dont_autoretry_for = (stages.StageRejected,)
+    # Bad input is an expected outcome: logged as one INFO line without a traceback, not as an
+    # ERROR "raised unexpected" (app/observability/celery_logging.py).
+    throws = (stages.StageRejected,)
     retry_backoff = settings.PIPELINE_RETRY_BACKOFF
     retry_backoff_max = 60
     retry_jitter = True
