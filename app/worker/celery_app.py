@@ -6,10 +6,11 @@ import os
 from fnmatch import fnmatchcase
 
 from celery import Celery
+from celery.app.amqp import AMQP
 from kombu import Exchange, Queue
 
 from app.core.config import QUEUES, settings
-from app.worker.transport import transport_for
+from app.worker.transport import Connection, transport_for
 
 TASK_MODULES = [
     "app.worker.tasks.diagnostics",
@@ -34,9 +35,17 @@ def queue_for(task_name: str) -> str:
     return "default"
 
 
+class LibrarianAMQP(AMQP):
+    """Celery's AMQP layer with our kombu Connection, which names our transports by URL scheme
+    (app/worker/transport.py): the app, its worker, `celery inspect` and Flower all connect through it."""
+
+    Connection = Connection
+
+
 def create_celery_app() -> Celery:
     app = Celery(
         "librarian",
+        amqp=LibrarianAMQP,
         broker=settings.broker_url,
         backend=settings.result_backend,
         task_cls="app.worker.base:LibrarianTask",
@@ -64,7 +73,8 @@ def create_celery_app() -> Celery:
         broker_connection_retry_on_startup=True,
         # kombu's Redis transport plus a publish journal, so a message is not lost with a worker
         # killed between taking it and recording it as unacknowledged, and a fix for a worker
-        # dying on a broker outage (app/worker/transport.py).
+        # dying on a broker outage (app/worker/transport.py). By import path, not class: the name
+        # goes into `inspect stats` replies, which must stay JSON.
         broker_transport=transport_for(settings.broker_url),
         broker_connection_timeout=settings.SUBMIT_TIMEOUT,
         worker_cancel_long_running_tasks_on_connection_loss=True,

@@ -29,6 +29,7 @@ import logging
 from time import time
 from typing import Any
 
+import kombu
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 
@@ -331,10 +332,38 @@ class SentinelTransport(kombu_redis.SentinelTransport):
     Channel = SentinelChannel
 
 
-def transport_for(broker_url: str) -> type[kombu_redis.Transport] | None:
-    """Our transport for a redis, rediss or sentinel URL (it journals only when given
+# Celery's `broker_transport` names our transports by import path ("module:Class", which kombu's
+# resolve_transport loads), one name per URL scheme: rediss shares the class. A name, not the class,
+# because kombu puts it in Connection.info() and in the connection URI, which must stay JSON and a
+# URL: with a class, every `inspect stats` reply failed to encode ("Control command error:
+# EncodeError") and Flower showed no worker detail page.
+TRANSPORT_NAMES = {
+    "redis": f"{__name__}:Transport",
+    "rediss": f"{__name__}:TLSTransport",
+    "sentinel": f"{__name__}:SentinelTransport",
+}
+TLSTransport = Transport  # the name `rediss` URLs go by (kombu's redis transport does both)
+
+
+def transport_for(broker_url: str) -> str | None:
+    """The name of our transport for a redis, rediss or sentinel URL (it journals only when given
     `journal_queues`); None (the URL's own) otherwise."""
-    scheme = broker_url.split("://", 1)[0].lower()
-    if scheme == "sentinel":
-        return SentinelTransport
-    return Transport if scheme in ("redis", "rediss") else None
+    return TRANSPORT_NAMES.get(broker_url.split("://", 1)[0].lower())
+
+
+class Connection(kombu.Connection):
+    """A kombu Connection that reports our transports by their URL scheme.
+
+    kombu maps a transport to the protocol it speaks in `Connection.info()` and `as_uri()` through
+    the class attribute `resolve_aliases` (`pyamqp` is shown as `amqp`). Mapping our names back to
+    `redis`, `rediss` and `sentinel` keeps the worker banner, `inspect stats` (`broker.transport`)
+    and Flower's Broker page, which picks its Redis client by the URI's scheme, as with the stock
+    transport. `clone()` and pickling keep our transport (they use the unresolved name).
+    """
+
+    resolve_aliases = {**kombu.Connection.resolve_aliases,
+                       **{name: scheme for scheme, name in TRANSPORT_NAMES.items()}}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return self.__class__, tuple(dict(self._info(resolve=False)).values()), None
+
