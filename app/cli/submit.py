@@ -1,8 +1,15 @@
-"""`librarian submit FILE... [--wait]`: upload models through the API, show progress and results."""
+"""`librarian submit FILE... [--wait]`: upload models through the API, show progress and results.
+
+Output: a table on a terminal; tab-separated rows (file, status, errors, warnings, part id or
+reason, never cut) when stdout is not a terminal; `--format json` for scripts. Progress bars go to
+stderr on a terminal only, and are done before the results are printed. Exit code: 0 when every
+file was accepted (and, with --wait, validated), 1 when any was refused, rejected or failed.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -27,6 +34,8 @@ def add_submit_parser(sub: Any) -> None:
     parser.add_argument("--timeout", type=float, default=1800, help="seconds to wait with --wait")
     parser.add_argument("--owner", help="owner/user id recorded on the parts")
     parser.add_argument("--ruleset", help="ruleset name (GET /api/v1/rulesets); default: the API's DEFAULT_RULESET")
+    parser.add_argument("--format", choices=("auto", "table", "plain", "json"), default="auto",
+                        help="auto: a table on a terminal, tab-separated rows otherwise")
     parser.set_defaults(func=cmd_submit)
 
 
@@ -53,6 +62,7 @@ def _upload(client: httpx.Client, path: Path, owner: str | None, ruleset: str | 
 def cmd_submit(args: argparse.Namespace) -> None:
     console = Console(stderr=True)
     rows: dict[Path, dict[str, Any]] = {}
+    output = args.format if args.format != "auto" else ("table" if sys.stdout.isatty() else "plain")
     with httpx.Client(base_url=args.api, timeout=300) as client, _progress(console) as progress:
         bars = {path: progress.add_task(path.name, total=100) for path in args.files}
         for path in args.files:
@@ -73,15 +83,31 @@ def cmd_submit(args: argparse.Namespace) -> None:
                 done = 100 if row["status"] in FINISHED else max(5, row.get("progress") or 5)
                 progress.update(bars[path], completed=done, description=f"{path.name} [{row['status']}]")
             time.sleep(0.5)
-    Console().print(_table(rows))
-    failed = any(row["status"] in {"error", "failed"} for row in rows.values())
-    sys.exit(1 if failed else 0)
+    _print(rows, output)
+    bad = any(row["status"] in {"error", "failed", "rejected"} for row in rows.values())
+    sys.exit(1 if bad else 0)
+
+
+def _print(rows: dict[Path, dict[str, Any]], output: str) -> None:
+    if output == "table":
+        Console().print(_table(rows))
+        return
+    results = [{"file": str(path), "status": row["status"], "part_id": row.get("part_id"),
+                "task_id": row.get("task_id"), "counts": (row.get("summary") or {}).get("counts"),
+                "error": row.get("error")} for path, row in rows.items()]
+    if output == "json":
+        print(json.dumps(results, indent=1))
+        return
+    for result in results:
+        counts = result["counts"] or {}
+        print("\t".join([result["file"], result["status"], str(counts.get("error", "")), str(counts.get("warning", "")),
+                         result["error"] or str(result["part_id"] or "")]))
 
 
 def _progress(console: Console) -> Progress:
     return Progress(
         TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),
-        console=console, transient=False,
+        console=console, transient=False, disable=not console.is_terminal,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -53,6 +54,29 @@ def test_submit_ruleset_chooses_the_ruleset_and_an_unknown_one_is_an_error(api, 
 
     team, default, unknown = submit("--ruleset", name), submit(), submit("--ruleset", "nobody-here")
     assert team.returncode == 0 and "validated" in team.stdout, team.stdout + team.stderr
-    assert default.returncode == 0 and "rejected" in default.stdout, default.stdout
+    assert default.returncode == 1 and "rejected" in default.stdout, default.stdout  # a rejected file
     assert unknown.returncode == 1
     assert "unknown ruleset 'nobody-here'" in unknown.stdout
+
+
+def test_without_a_terminal_submit_prints_full_rows_and_json_on_request(api, worker, models):
+    """Piped output: one tab-separated row per file with the whole part id, no bars; --format json
+    for scripts; a rejected file makes the exit code 1."""
+    def submit(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "app.cli.main", "submit", "--api", api.base_url, "--wait", *args,
+             str(models["valid_part"]), str(models["bad_names"])],
+            capture_output=True, text=True, cwd=ROOT, timeout=180,
+        )
+
+    plain = submit()
+    assert plain.returncode == 1, plain.stdout + plain.stderr
+    rows = [line.split("\t") for line in plain.stdout.splitlines()]
+    assert [(row[0], row[1]) for row in rows] == [(str(models["valid_part"]), "validated"),
+                                                 (str(models["bad_names"]), "rejected")]
+    assert all(uuid.UUID(row[4]) for row in rows)  # whole ids, not cut at 80 columns
+    assert "━" not in plain.stderr  # no progress bars off a terminal
+    as_json = submit("--format", "json")
+    results = json.loads(as_json.stdout)
+    assert [r["status"] for r in results] == ["validated", "rejected"]
+    assert results[1]["counts"]["error"] >= 1 and uuid.UUID(results[0]["part_id"])
