@@ -23,6 +23,7 @@ class TaskStatus(BaseModel):
     status: TaskState
     progress: int | None = None
     message: str | None = None
+    held: bool = Field(default=False, description="PENDING because its owner is paused (POST /agents/{user}/pause)")
 
 
 class TaskRevoked(BaseModel):

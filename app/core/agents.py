@@ -21,6 +21,9 @@ RESUME_CHANNEL = "agent:resume:{user_id}"
 STATUS_CHANNEL = "agent:status:{user_id}"
 PAUSED_KEY = "librarian:agent:paused:{user_id}"
 HELD_KEY = "librarian:agent:held:{user_id}"
+# Which user holds a task: written with the held message, read by GET /tasks/{id} (no list scan).
+HELD_TASK_KEY = "librarian:agent:held-task:{task_id}"
+HELD_TASK_TTL = 7 * 24 * 3600
 OWNER_HEADER = "librarian_owner"
 
 # Atomically move every held message back to the queue it came from (its routing key), at the
@@ -58,7 +61,21 @@ def held_count(client: redis.Redis, user_id: str) -> int:
 
 
 def hold_message(client: redis.Redis, user_id: str, raw_message: dict[str, Any]) -> None:
-    client.rpush(HELD_KEY.format(user_id=user_id), json.dumps(raw_message))
+    task_id = (raw_message.get("headers") or {}).get("id")
+    with client.pipeline() as pipe:
+        pipe.rpush(HELD_KEY.format(user_id=user_id), json.dumps(raw_message))
+        if task_id:
+            pipe.set(HELD_TASK_KEY.format(task_id=task_id), user_id, ex=HELD_TASK_TTL)
+        pipe.execute()
+
+
+def held_for(client: redis.Redis, task_id: str) -> str | None:
+    """The user whose pause holds this task, or None (never held, or the user resumed since)."""
+    user = client.get(HELD_TASK_KEY.format(task_id=task_id))
+    if user is None:
+        return None
+    user = user.decode() if isinstance(user, bytes) else user
+    return user if is_paused(client, user) else None
 
 
 def paused_users(client: redis.Redis) -> set[str]:

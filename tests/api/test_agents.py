@@ -36,9 +36,13 @@ def test_paused_users_tasks_wait_others_run_and_resume_completes_all(http, worke
     wait_until(lambda: http.get(f"/api/v1/agents/{alice}").json()["held_tasks"] == 3, timeout=10,
                message="alice's tasks were not held")
     assert [status(http, t) for t in held] == ["PENDING"] * 3
+    answer = http.get(f"/api/v1/tasks/{held[0]}").json()
+    assert answer["held"] is True and alice in answer["message"]
+    assert http.get(f"/api/v1/tasks/{free[0]}").json()["held"] is False
 
     resumed = http.post(f"/api/v1/agents/{alice}/resume").json()
     assert resumed["paused"] is False and resumed["released_tasks"] == 3
+    assert http.get(f"/api/v1/tasks/{held[0]}").json()["held"] is False  # released, queued again
     for task_id in held:
         wait_until(lambda t=task_id: status(http, t) == "SUCCESS", timeout=20, message="a held task was lost")
     assert http.get(f"/api/v1/agents/{alice}").json() == {"user_id": alice, "paused": False, "held_tasks": 0, "released_tasks": None}

@@ -14,7 +14,7 @@ from app.api.deps import CeleryDep, RedisDep, SessionDep
 from app.api.routes.parts import VALIDATE_TASK
 from app.api.schemas import ErrorBody, TaskError, TaskResult, TaskRevoked, TaskStatus, TaskSubmitted
 from app.api.submit import submit
-from app.core.agents import OWNER_HEADER
+from app.core.agents import OWNER_HEADER, held_for
 from app.core.task_registry import issued_task_name
 from app.models import FINISHED_STATUSES, Part, PartStatus, utcnow
 
@@ -66,7 +66,11 @@ def get_task_status(task_id: TaskId, celery: CeleryDep, client: RedisDep) -> Tas
     result, name = _known_result(celery, client, task_id)
     state = result.state
     percent, message = _progress(state, result.info)
-    return TaskStatus(task_id=str(task_id), task_name=name, status=state, progress=percent, message=message)
+    held = state == "PENDING" and (user := held_for(client, str(task_id))) is not None
+    if held:
+        message = f"held: user {user!r} is paused (POST /api/v1/agents/{user}/resume releases it)"
+    return TaskStatus(task_id=str(task_id), task_name=name, status=state, progress=percent, message=message,
+                      held=held)
 
 
 @router.get(
