@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from typing import Any
 
 from .codes import FINDINGS_TRUNCATED, REPORT_TRUNCATED, clip, finding
@@ -29,7 +30,9 @@ _RANK = {"error": 0, "warning": 1, "info": 2}
 _FILE_STRINGS = ("file_name", "application_name", "created_by", "last_edited_by")
 
 
-def finalise(pending: list[Pending], table: Any, rules: ValidationRules) -> tuple[list[dict[str, Any]], dict[str, int]]:
+def finalise(pending: list[Pending], object_id: Callable[[int], str], rules: ValidationRules,
+             ) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """`object_id(index)`: the id of the object at that table index (it may raise)."""
     cap, overrides, chars = rules.max_findings_per_code, rules.severity, rules.max_message_chars
     counts = {"error": 0, "warning": 0, "info": 0}
     kept: list[dict[str, Any]] = []
@@ -44,7 +47,7 @@ def finalise(pending: list[Pending], table: Any, rules: ValidationRules) -> tupl
         seen = per_code[item["code"]] = per_code.get(item["code"], 0) + 1
         if seen <= cap:
             if index is not None:
-                item["object_id"] = _object_id(table, index)
+                item["object_id"] = _object_id(object_id, index)
             item["message"] = clip(item["message"], chars)
             if "details" in item:
                 item["details"] = bound(item["details"], chars)
@@ -72,9 +75,9 @@ def bound(value: Any, chars: int) -> Any:
     return value
 
 
-def _object_id(table: Any, index: int) -> str | None:
+def _object_id(object_id: Callable[[int], str], index: int) -> str | None:
     try:
-        return str(table[index].Attributes.Id)
+        return object_id(index)
     except Exception:  # noqa: BLE001 (the finding stands without its id)
         return None
 

@@ -100,7 +100,11 @@ def validate_path(
     strings = guard("document strings", docstrings.read_document_strings, (0, []),
                     model, loaded.path, loaded.archive_version, rules.max_listed_strings)
     meta, notes = metadata.build_metadata(loaded, settings, layers, blocks, data, boxes, rules, strings, file_name)
-    findings, counts = finalise(pending + notes, model.Objects, rules)
+    def object_id(index: int) -> str:
+        attributes = data.attributes[index] if index < len(data.attributes) else None
+        return str((attributes if attributes is not None else model.Objects[index].Attributes).Id)
+
+    findings, counts = finalise(pending + notes, object_id, rules)
     report = {
         "schema_version": SCHEMA_VERSION,
         "summary": {

@@ -3,8 +3,10 @@
 Everything the metadata, nomenclature and geometry checks need is collected here in one walk,
 into flat lists of plain Python values. This is the hot path, so it is deliberately plain:
 
-* each File3dmObject is fetched once (rhino3dm builds new wrappers on every table access and
-  never frees them, so a second walk costs time *and* memory);
+* each File3dmObject is fetched once (rhino3dm builds new wrappers on every table access: a
+  second walk, or a second fetch for a finding's id, costs ~30 us per object); the attributes of
+  the first KEEP_ATTRIBUTES objects are kept for the ids of findings (measured: each held wrapper
+  costs ~370 bytes, so only a bounded number are held);
 * the bounding box is taken with one `Encode()` call (one dict) rather than Min/Max/X/Y/Z
   property calls; a Point's box is its `Location.Encode()`;
 * an annotation's box needs the dimension style it uses (rhino3dm's binding takes it as an
@@ -38,6 +40,7 @@ from .rules import ValidationRules
 
 Tick = Callable[[int, str], None]
 NAN_BOX = (math.nan,) * 6
+KEEP_ATTRIBUTES = 2000
 
 
 @dataclass
@@ -62,6 +65,9 @@ class ObjectData:
     nested_refs: list[tuple[str, str]] = field(default_factory=list)  # (their object id, definition placed)
     user_text: dict[int, dict[str, str]] = field(default_factory=dict)  # only with required_user_text
     errors: list[tuple[int, str, str, str]] = field(default_factory=list)  # (index, check, exc type, message)
+    # the attributes wrappers of the first KEEP_ATTRIBUTES objects, for the ids of objects with
+    # findings (fetching an object again costs ~30 us); bounded, since each one held costs ~370 bytes
+    attributes: list[Any] = field(default_factory=list)
 
 
 _OTHER, _POINT, _SOLID, _ANNOTATION, _INSTANCE, _DETAIL = range(6)
@@ -114,6 +120,8 @@ def walk_objects(
         try:
             geo = obj.Geometry
             attrs = obj.Attributes
+            if i < KEEP_ATTRIBUTES:
+                data.attributes.append(attrs)
             cls = type(geo)
             info = families.get(cls)
             if info is None:
@@ -183,6 +191,8 @@ def _instance(data: ObjectData, i: int, geo: Any, member_attrs: Any, empty_box: 
 
 def _record_error(data: ObjectData, i: int, check: str, exc: Exception) -> None:
     """Keep the columns aligned (one entry per object) and remember what failed."""
+    if len(data.attributes) <= i < KEEP_ATTRIBUTES:
+        data.attributes.append(None)
     if len(data.kinds) <= i:
         data.kinds.append("unknown")
     if len(data.names) <= i:
