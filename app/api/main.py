@@ -34,7 +34,7 @@ api_router.include_router(diagnostics.router)
 
 @asynccontextmanager
 async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-    from app.core.db import init_db, session_scope
+    from app.core.db import init_db, session_scope, with_startup_retries
     from app.core.redis import close_async_pool, close_pool
     from app.core.rulesets import sync_files
     from app.observability.logging import configure_logging
@@ -45,12 +45,15 @@ async def lifespan(_: FastAPI) -> AsyncIterator[None]:
     init_sentry("api")
     logger = structlog.get_logger("librarian.api")
     try:
-        init_db()
+        with_startup_retries(init_db)
     except Exception as exc:  # the API still starts; /health reports the database as down
         logger.error("database init failed", error=type(exc).__name__)
-    try:
+    def sync() -> None:
         with session_scope() as session:
             sync_files(session)
+
+    try:
+        with_startup_retries(sync)
     except RulesetError as exc:  # a bad ruleset file: refuse to start (uvicorn exits non-zero)
         logger.critical("rulesets unusable, not starting", error=str(exc), field=exc.field)
         raise

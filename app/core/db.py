@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
+from typing import TypeVar
 
 import structlog
 from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DatabaseError
+from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlmodel import Session, SQLModel, create_engine
 
 from app.core.config import settings
 
 log = structlog.get_logger("librarian.db")
+T = TypeVar("T")
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
@@ -34,6 +37,21 @@ def get_engine() -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+
+def with_startup_retries(step: Callable[[], T], *, attempts: int = 5, delay: float = 0.5) -> T:
+    """Run a start-up database step, retried on OperationalError. Processes that start together
+    (`librarian up` starts the API and the worker at once) race to create a new database: SQLite
+    answers "database is locked" or "table ... already exists" to the loser. The last error is
+    raised."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return step()
+        except OperationalError:
+            if attempt == attempts:
+                raise
+            time.sleep(delay * attempt)
+    raise AssertionError("unreachable")
 
 
 def init_db(engine: Engine | None = None) -> None:

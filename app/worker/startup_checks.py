@@ -10,7 +10,7 @@ from celery import Celery
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.core.config import settings
-from app.core.db import init_db, session_scope
+from app.core.db import init_db, session_scope, with_startup_retries
 from app.core.rulesets import sync_files
 from app.validation.rulesets import RulesetError
 
@@ -38,10 +38,13 @@ def prepare_database() -> None:
     A bad ruleset file stops the worker; a database that cannot be reached does not (the tasks
     retry, /health reports it), as before rulesets existed.
     """
-    try:
+    def prepare() -> None:
         init_db()
         with session_scope() as session:
             sync_files(session)
+
+    try:
+        with_startup_retries(prepare)
     except RulesetError as exc:
         log.critical("rulesets unusable, worker not started", error=str(exc), field=exc.field)
         raise RulesetsUnusable(str(exc)) from exc

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 import uuid
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect
+import sqlalchemy
+from sqlalchemy import inspect, text
 from sqlmodel import Session, create_engine
 
-from app.core.db import SchemaMismatch, add_missing_columns, init_db
+from app.core.db import SchemaMismatch, add_missing_columns, init_db, with_startup_retries
 from app.models import Batch, Part
 
 OLD_SCHEMA = Path(__file__).resolve().parents[1] / "fixtures" / "schema_before_rulesets.sql"
@@ -58,3 +60,26 @@ def test_a_missing_not_null_column_is_reported_not_guessed(tmp_path):
     engine = create_engine(f"sqlite:///{tmp_path / 'odd.db'}")
     with pytest.raises(SchemaMismatch, match="batch lacks the NOT NULL column total"):
         add_missing_columns(engine)
+
+
+def test_a_start_up_step_is_retried_while_another_process_holds_the_database(tmp_path) -> None:
+    """`librarian up` starts the API and the worker at once; the loser of the race for a new SQLite
+    database gets "database is locked" and must try again rather than log an error."""
+    path = tmp_path / "race.db"
+    holder = sqlite3.connect(path, check_same_thread=False)
+    holder.execute("BEGIN EXCLUSIVE")
+    threading.Timer(0.8, holder.rollback).start()  # the other process finishes its start-up
+    engine = sqlalchemy.create_engine(f"sqlite:///{path}", connect_args={"timeout": 0.1})
+    calls = []
+
+    def step() -> int:
+        calls.append(1)
+        with engine.begin() as connection:
+            return connection.execute(text("CREATE TABLE IF NOT EXISTS t (x INTEGER)")).rowcount
+
+    with_startup_retries(step, attempts=5, delay=0.3)
+    assert len(calls) >= 2  # failed while locked, then went through
+    with pytest.raises(Exception, match="locked"):
+        holder.execute("BEGIN EXCLUSIVE")
+        with_startup_retries(step, attempts=2, delay=0.01)
+    holder.rollback()
