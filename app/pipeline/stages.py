@@ -45,26 +45,22 @@ def preprocess(path: Path) -> dict[str, Any]:
 
 
 def _sandboxed(read: Callable[[Path], dict[str, Any]], path: Path) -> dict[str, Any]:
-    """Run `read` on the model in the validation sandbox (app/validation/sandbox.py): a model that
-    hits a limit or crashes the engine is bad input for this stage (StageRejected, not retried)."""
+    """Run `read` on the model as validation does (app/validation/guarded.py: declared-size guard,
+    then the sandbox): a model refused, over a limit or crashing the engine is bad input for this
+    stage (StageRejected, not retried)."""
     from app.validation import UnreadableModelError
-    from app.validation.guarded import declared_facts, refusal
-    from app.validation.reader import inspect_file
-    from app.validation.sandbox import Limits, run_sandboxed
+    from app.validation.guarded import run_guarded
+    from app.validation.sandbox import Limits
 
-    limits = Limits(*settings.validation_limits)
     try:
-        too_large = refusal(declared_facts(path, inspect_file(path)), limits, None)
+        outcome, _ = run_guarded(read, path, limits=Limits(*settings.validation_limits))
     except UnreadableModelError as exc:
         raise StageRejected(exc.reason) from exc
-    if too_large is not None:
-        raise StageRejected(f"MODEL_TOO_LARGE: {too_large}")
-    outcome = run_sandboxed(read, path, limits=limits)
     if outcome.kind == "value":
         return outcome.value
     if outcome.unreadable is not None:
         raise StageRejected(outcome.unreadable.reason)
-    reason = "RESOURCE_LIMIT" if outcome.kind == "limit" else "ENGINE_CRASH"
+    reason = {"too_large": "MODEL_TOO_LARGE", "limit": "RESOURCE_LIMIT"}.get(outcome.kind, "ENGINE_CRASH")
     raise StageRejected(f"{reason}: reading the model {outcome.message}")
 
 

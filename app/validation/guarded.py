@@ -20,6 +20,7 @@ Neither is a check a ruleset can switch off, and neither is worth retrying.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +31,26 @@ from .reader import FileFacts, inspect_file
 from .errors import UnreadableModelError
 from .rules import DEFAULT_RULES
 from .rulesets import Ruleset, rules_sha256
-from .sandbox import Limits, run_sandboxed
+from .sandbox import Limits, Outcome, run_sandboxed
 
 MODEL_UNREADABLE = "MODEL_UNREADABLE"
 RESOURCE_LIMIT = "RESOURCE_LIMIT"
 ENGINE_CRASH = "ENGINE_CRASH"
 MODEL_TOO_LARGE = "MODEL_TOO_LARGE"
 MIB = 1024 * 1024
+
+
+def run_guarded(target: Callable[..., Any], path: str | os.PathLike[str], *, limits: Limits,
+                max_objects: int | None = None, progress: ProgressCallback | None = None,
+                **kwargs: Any) -> tuple[Outcome, dict[str, Any]]:
+    """`target(path, **kwargs)` as every reader of an uploaded model runs it: the header and framing
+    checks (UnreadableModelError raised here), the declared-size guard (an Outcome of kind
+    `too_large`, no child started), then the sandbox. Returns the outcome and what the file declared."""
+    declared = declared_facts(path, inspect_file(path))
+    too_large = refusal(declared, limits, max_objects)
+    if too_large is not None:
+        return Outcome("too_large", message=too_large), declared
+    return run_sandboxed(target, str(path), limits=limits, progress=progress, **kwargs), declared
 
 
 def validate_guarded(
@@ -48,20 +62,18 @@ def validate_guarded(
     progress: ProgressCallback | None = None,
     max_report_bytes: int | None = None,
 ) -> dict[str, Any]:
-    facts = inspect_file(path)  # a file that is not a model is refused without starting a child
-    declared = declared_facts(path, facts)
-    too_large = refusal(declared, limits, ruleset.rules.max_object_count if ruleset else None)
-    if too_large is not None:
-        return failure_report(MODEL_TOO_LARGE, too_large, declared, ruleset, file_name or Path(path).name)
-    outcome = run_sandboxed(validate_path, str(path), ruleset=ruleset, file_name=file_name,
-                            max_report_bytes=max_report_bytes, limits=limits, progress=progress)
+    outcome, declared = run_guarded(
+        validate_path, path, limits=limits, max_objects=ruleset.rules.max_object_count if ruleset else None,
+        progress=progress, ruleset=ruleset, file_name=file_name, max_report_bytes=max_report_bytes)
+    file_name = file_name or Path(path).name
     if outcome.kind == "value":
         return outcome.value
     if outcome.unreadable is not None:
         raise outcome.unreadable
+    if outcome.kind == "too_large":
+        return failure_report(MODEL_TOO_LARGE, outcome.message, declared, ruleset, file_name)
     code = RESOURCE_LIMIT if outcome.kind == "limit" else ENGINE_CRASH
-    return failure_report(code, f"validation {outcome.message}", {**outcome.details, **declared},
-                          ruleset, file_name or Path(path).name)
+    return failure_report(code, f"validation {outcome.message}", {**outcome.details, **declared}, ruleset, file_name)
 
 
 def declared_facts(path: str | os.PathLike[str], facts: FileFacts) -> dict[str, Any]:

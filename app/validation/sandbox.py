@@ -56,7 +56,8 @@ class SandboxStartError(OSError):
 
 @dataclass
 class Outcome:
-    """How a sandboxed call ended. `kind`: value, unreadable, limit or crash."""
+    """How a sandboxed call ended. `kind`: value, unreadable, limit or crash (guarded.py adds
+    too_large, for a file refused before any child starts)."""
 
     kind: str
     value: Any = None
@@ -182,17 +183,9 @@ def _child(fd: int, parent: int, limits: Limits, target: Callable[..., Any], arg
 
 
 def _peaks(pid: int, vm_peak: int, hwm: int) -> tuple[int, int]:
-    """The child's VmPeak and VmHWM so far (KiB), from /proc/<pid>/status."""
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmPeak:"):
-                    vm_peak = max(vm_peak, int(line.split()[1]))
-                elif line.startswith("VmHWM:"):
-                    hwm = max(hwm, int(line.split()[1]))
-    except OSError:
-        pass
-    return vm_peak, hwm
+    """The child's VmPeak and VmHWM so far (KiB)."""
+    status = _status(pid, "VmPeak", "VmHWM")
+    return max(vm_peak, status.get("VmPeak", 0)), max(hwm, status.get("VmHWM", 0))
 
 
 def _die_with_parent(parent: int) -> None:  # pragma: no cover (runs in the forked child)
@@ -207,15 +200,22 @@ def _die_with_parent(parent: int) -> None:  # pragma: no cover (runs in the fork
 
 
 def _status_kib(name: str, pid: int | str = "self") -> int:
-    """A VmSize/VmRSS/VmPeak figure of a process in KiB (0 where /proc or the figure is not there)."""
+    """One Vm* figure of a process in KiB (0 where /proc or the figure is not there)."""
+    return _status(pid, name).get(name, 0)
+
+
+def _status(pid: int | str, *names: str) -> dict[str, int]:
+    """Vm* figures (KiB) from one read of /proc/<pid>/status."""
+    found: dict[str, int] = {}
     try:
         with open(f"/proc/{pid}/status", encoding="ascii") as status:
             for line in status:
-                if line.startswith(f"{name}:"):
-                    return int(line.split()[1])
+                name, _, value = line.partition(":")
+                if name in names:
+                    found[name] = int(value.split()[0])
     except OSError:
         pass
-    return 0
+    return found
 
 
 def _outcome(lines: list[Any], status: int, timed_out: bool, near_cap: bool, measured: dict[str, Any],
