@@ -21,7 +21,7 @@ from .bounds import finalise, fit_report
 from .codes import CHECK_ERROR, MODEL_EMPTY, OBJECTS_UNREADABLE, SCHEMA_VERSION, finding
 from .reader import LoadedModel, read_model
 from .rules import ValidationRules, coerce_rules
-from .rulesets import Ruleset, rules_sha256
+from .rulesets import Ruleset, report_ref
 from .walk import ObjectData, walk_objects
 
 ProgressCallback = Callable[[int, str], None]
@@ -62,8 +62,6 @@ def validate_path(
     """
     started = time.perf_counter()
     rules = ruleset.rules if ruleset is not None else coerce_rules(rules)
-    ruleset_ref = ruleset.ref() if ruleset is not None else {
-        "name": None, "version": None, "sha256": rules_sha256(rules)}
     tick = _Progress(progress)
     tick(0, "reading")
     loaded = read_model(path)
@@ -100,6 +98,7 @@ def validate_path(
     strings = guard("document strings", docstrings.read_document_strings, (0, []),
                     model, loaded.path, loaded.archive_version, rules.max_listed_strings)
     meta, notes = metadata.build_metadata(loaded, settings, layers, blocks, data, boxes, rules, strings, file_name)
+
     def object_id(index: int) -> str:
         attributes = data.attributes[index] if index < len(data.attributes) else None
         return str((attributes if attributes is not None else model.Objects[index].Attributes).Id)
@@ -115,7 +114,7 @@ def validate_path(
         },
         "metadata": meta,
         "findings": findings,
-        "ruleset": ruleset_ref,
+        "ruleset": report_ref(ruleset, rules),
         "rules": rules.as_dict(),
     }
     report = fit_report(report, min(rules.max_report_bytes, max_report_bytes or rules.max_report_bytes))

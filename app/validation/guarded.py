@@ -30,7 +30,7 @@ from .prescan import declared_expansion
 from .reader import FileFacts, inspect_file
 from .errors import UnreadableModelError
 from .rules import DEFAULT_RULES
-from .rulesets import Ruleset, rules_sha256
+from .rulesets import Ruleset, report_ref
 from .sandbox import Limits, Outcome, run_sandboxed
 
 MODEL_UNREADABLE = "MODEL_UNREADABLE"
@@ -112,7 +112,6 @@ def failure_report(code: str, message: str, details: dict[str, Any], ruleset: Ru
         "metadata": None,
         "findings": [{"code": code, "severity": "error", "object_id": None, "message": message[:2000],
                       "details": {"file_name": file_name, **details}}],
-        "ruleset": ruleset.ref() if ruleset is not None else {"name": None, "version": None,
-                                                              "sha256": rules_sha256(rules)},
+        "ruleset": report_ref(ruleset, rules),
         "rules": rules.as_dict(),
     }

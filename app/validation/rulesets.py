@@ -104,3 +104,10 @@ def load_dir(directory: str | Path) -> dict[str, Ruleset]:
     if not d.is_dir():
         return {}
     return {ruleset.name: ruleset for ruleset in (load_file(p) for p in sorted(d.glob("*.toml")))}
+
+
+def report_ref(ruleset: Ruleset | None, rules: ValidationRules) -> dict[str, Any]:
+    """A report's `ruleset`: the named one's reference, or (ad-hoc rules) no name and the rules' hash."""
+    if ruleset is not None:
+        return ruleset.ref()
+    return {"name": None, "version": None, "sha256": rules_sha256(rules)}
