@@ -8,6 +8,7 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, Column
+from sqlalchemy import Enum as SAEnum
 from sqlmodel import Field, SQLModel
 
 
@@ -65,10 +66,36 @@ class Part(SQLModel, table=True):
 
 
 PIPELINE_STAGES = ("preprocess", "parse", "classify", "extract", "validate", "publish")
+
+
+class ItemStatus(StrEnum):
+    """A batch item: pending (stored, not sent yet) → queued → each stage's done status in turn →
+    published; or `<stage>_failed`, the dead-letter state, from which POST /retry resends it."""
+
+    PENDING = "pending"
+    QUEUED = "queued"
+    PREPROCESSED = "preprocessed"
+    PARSED = "parsed"
+    CLASSIFIED = "classified"
+    EXTRACTED = "extracted"
+    VALIDATED = "validated"
+    PUBLISHED = "published"
+    PREPROCESS_FAILED = "preprocess_failed"
+    PARSE_FAILED = "parse_failed"
+    CLASSIFY_FAILED = "classify_failed"
+    EXTRACT_FAILED = "extract_failed"
+    VALIDATE_FAILED = "validate_failed"
+    PUBLISH_FAILED = "publish_failed"
+
+
 STAGE_DONE = {  # the item status once a stage has finished
-    "preprocess": "preprocessed", "parse": "parsed", "classify": "classified",
-    "extract": "extracted", "validate": "validated", "publish": "published",
+    "preprocess": ItemStatus.PREPROCESSED, "parse": ItemStatus.PARSED, "classify": ItemStatus.CLASSIFIED,
+    "extract": ItemStatus.EXTRACTED, "validate": ItemStatus.VALIDATED, "publish": ItemStatus.PUBLISHED,
 }
+STAGE_FAILED = {stage: ItemStatus(f"{stage}_failed") for stage in PIPELINE_STAGES}
+FAILED_ITEM_STATUSES = frozenset(STAGE_FAILED.values())
+# An item is done once published or dead-lettered (until a retry sends it again).
+FINISHED_ITEM_STATUSES = FAILED_ITEM_STATUSES | {ItemStatus.PUBLISHED}
 
 
 class Batch(SQLModel, table=True):
@@ -87,8 +114,7 @@ class Batch(SQLModel, table=True):
 
 
 class BatchItem(SQLModel, table=True):
-    """One file going through the pipeline. `status` is `queued`, a stage's done status
-    (`preprocessed` … `published`) or `<stage>_failed` (the dead-letter state)."""
+    """One file going through the pipeline; `status` is an ItemStatus."""
 
     __tablename__ = "batch_item"
 
@@ -98,7 +124,12 @@ class BatchItem(SQLModel, table=True):
     storage_key: str = Field(max_length=400)
     size_bytes: int = 0
     sha256: str = Field(default="", max_length=64)
-    status: str = Field(default="queued", max_length=40, index=True)
+    # Stored as the enum's values in a VARCHAR(40), as when it was a plain string (SQLModel's
+    # default for an enum would store the member names, e.g. "QUEUED").
+    status: ItemStatus = Field(default=ItemStatus.QUEUED, sa_column=Column(
+        SAEnum(ItemStatus, native_enum=False, length=40, values_callable=lambda e: [m.value for m in e]),
+        nullable=False, index=True,
+    ))
     failed_stage: str | None = Field(default=None, max_length=20)
     error: str | None = Field(default=None, max_length=2000)
     attempts: int = 0

@@ -158,9 +158,10 @@ DASHBOARDS = {
             panel("Rejected, unknown and recovered messages per second",
                   (f"sum by (reason) (rate(librarian_tasks_rejected_total[{RATE}]))", "rejected: {{reason}}"),
                   (f"sum(rate(librarian_tasks_unknown_total[{RATE}]))", "unknown task"),
-                  (f"sum(rate(librarian_messages_recovered_total[{RATE}]))", "recovered (lost in transit)"),
+                  (f"sum by (reason) (rate(librarian_messages_recovered_total[{RATE}]))", "recovered: {{reason}}"),
                   unit="ops", description="Hostile or undecodable messages, task names no worker knows, and "
-                  "messages republished after a worker died between taking and recording them."),
+                  "messages put back on their queue: held by a worker found dead (worker_dead; alert "
+                  "LibrarianWorkersDying), or taken by a worker killed before it recorded them (lost_in_transit)."),
             panel("Pipeline items per second by stage and status",
                   (f"sum by (stage, status) (rate(librarian_pipeline_items_total[{RATE}]))", "{{stage}} {{status}}"),
                   unit="ops"),

@@ -57,6 +57,10 @@ CONFIG = {
     "api_5xx_ratio": 0.05,
     "api_5xx_for": "10m",
     "dead_letter_window": "15m",
+    # Messages put back because the worker holding them died (WORKER_DEAD_AFTER): one OOM kill is
+    # worth a look in the logs, several an hour mean workers keep dying.
+    "workers_dying_window": "1h",
+    "workers_dying_messages": 3,
     "target_down_for": "5m",
 }
 
@@ -198,6 +202,21 @@ def alert_groups(c: dict) -> list[dict]:
                 f"{{{{ $value | humanizePercentage }}}} of {{{{ $labels.task }}}} runs on queue "
                 f"{{{{ $labels.queue }}}} failed over the last {pw}: the work it does (such as failing "
                 f"stuck parts) is not being done."
+            ),
+            dashboard=DASHBOARD_TASKS,
+            c=c,
+        ),
+        _alert(
+            "LibrarianWorkersDying",
+            f"sum(increase(librarian_messages_recovered_total{{{c['worker_selector']}, reason=\"worker_dead\"}}"
+            f"[{c['workers_dying_window']}])) > {c['workers_dying_messages']}",
+            severity="warning",
+            for_=None,  # a count over an hour already: no need to wait
+            summary="Librarian workers keep dying with tasks in hand.",
+            description=(
+                f"{{{{ $value | humanize }}}} task messages were put back on their queues in the last "
+                f"{c['workers_dying_window']} because the worker holding them stopped beating (killed, OOM, "
+                f"node lost). The tasks ran again elsewhere; find why the workers die."
             ),
             dashboard=DASHBOARD_TASKS,
             c=c,

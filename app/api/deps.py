@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Annotated
 
 import redis
 from celery import Celery
 from fastapi import Depends, Query
-
-from collections.abc import Iterator
-
 from sqlmodel import Session
 
 from app.core.db import get_engine

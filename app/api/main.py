@@ -6,6 +6,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import sentry_sdk
 import structlog
 from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import APIRouter, FastAPI
@@ -20,6 +21,12 @@ from app.api.errors import install_error_handlers
 from app.api.metrics import install_metrics
 from app.api.routes import agents, batches, diagnostics, health, parts, rulesets, tasks
 from app.core.config import settings
+from app.core.db import init_db, session_scope, with_startup_retries
+from app.core.redis import close_async_pool, close_pool
+from app.core.rulesets import sync_files
+from app.observability.logging import configure_logging
+from app.observability.sentry import init_sentry
+from app.validation.rulesets import RulesetError
 
 log = structlog.get_logger("librarian.api.access")
 
@@ -34,19 +41,12 @@ api_router.include_router(diagnostics.router)
 
 @asynccontextmanager
 async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-    from app.core.db import init_db, session_scope, with_startup_retries
-    from app.core.redis import close_async_pool, close_pool
-    from app.core.rulesets import sync_files
-    from app.observability.logging import configure_logging
-    from app.observability.sentry import init_sentry
-    from app.validation.rulesets import RulesetError
-
     configure_logging("api")
     init_sentry("api")
     logger = structlog.get_logger("librarian.api")
     try:
         with_startup_retries(init_db)
-    except Exception as exc:  # the API still starts; /health reports the database as down
+    except Exception as exc:  # noqa: BLE001 (the API still starts; /health reports the database as down)
         logger.error("database init failed", error=type(exc).__name__)
     def sync() -> None:
         with session_scope() as session:
@@ -103,8 +103,6 @@ class AccessLogMiddleware:
                 raise
             # Answer the 500 here: Starlette's outer error middleware would re-raise and uvicorn would
             # drop the keep-alive connection. Reported to Sentry once, logged once, no trace to clients.
-            import sentry_sdk
-
             sentry_sdk.capture_exception(exc)
             structlog.get_logger("librarian.api").error(
                 "unhandled error", error=type(exc).__name__, exc_info=(type(exc), exc, exc.__traceback__)

@@ -11,6 +11,7 @@ from prometheus_fastapi_instrumentator import Instrumentator
 
 from app.core.config import settings
 from app.core.redis import get_redis
+from app.observability import metrics  # noqa: F401  (task counters: tasks sent from the API)
 from app.observability.queues import BrokerCollector
 
 _collector: BrokerCollector | None = None
@@ -27,8 +28,6 @@ def require_metrics_token(authorization: Annotated[str | None, Header()] = None)
 def install_metrics(app: FastAPI) -> None:
     global _collector
     if _collector is None:  # one collector per process, however many apps are built (tests)
-        from app.observability import metrics  # noqa: F401  (task counters: tasks sent from the API)
-
         _collector = BrokerCollector(get_redis, include_workers=True)
         REGISTRY.register(_collector)
     Instrumentator(

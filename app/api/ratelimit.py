@@ -47,7 +47,7 @@ class RateLimiter:
             if self.degraded:
                 log.info("rate limiter back on redis", limiter=self.name)
                 self.degraded = False
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 (whatever the storage raises, limit in memory instead)
             if not self.degraded:
                 log.warning("rate limiter falling back to memory", limiter=self.name, error=type(exc).__name__)
                 self.degraded = True
@@ -57,7 +57,7 @@ class RateLimiter:
             return True, 0
         try:
             reset_at = limiter.get_window_stats(self.item, self.name, client_key).reset_time
-        except Exception:
+        except Exception:  # noqa: BLE001 (a retry hint only: the full window is a safe answer)
             reset_at = time.time() + self.item.get_expiry()
         return False, max(1, math.ceil(reset_at - time.time()))
 

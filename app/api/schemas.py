@@ -8,6 +8,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
+from app.models import ItemStatus
+
 TaskState = Literal["PENDING", "STARTED", "PROGRESS", "RETRY", "SUCCESS", "FAILURE", "REVOKED"]
 
 
@@ -103,6 +105,38 @@ class PartList(BaseModel):
     total: int
     limit: int
     offset: int
+
+
+class BatchCreated(BaseModel):
+    batch_id: UUID
+    total: int
+    queued: int
+    ruleset: RulesetChoice
+
+
+class ItemFailure(BaseModel):
+    item_id: UUID
+    filename: str
+    status: ItemStatus
+    stage: str | None
+    error: str | None
+
+
+class BatchStatus(BaseModel):
+    batch_id: UUID
+    owner: str | None
+    ruleset: RulesetChoice | None = None
+    total: int
+    done: int
+    progress: str
+    percent: float
+    by_status: dict[str, int] = Field(description="Items per status (an ItemStatus value): they add up to `total`")
+    failures: list[ItemFailure]
+
+
+class BatchRetried(BaseModel):
+    batch_id: UUID
+    retried: int
 
 
 class RulesetSummary(BaseModel):

@@ -2,15 +2,42 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
+from uuid import uuid4
 
 import redis
 from celery import Celery
+from celery.canvas import Signature
 from kombu.exceptions import OperationalError as KombuOperationalError
 from redis.exceptions import RedisError
 
 from app.core.errors import DependencyUnavailable
 from app.core.task_registry import forget_issued, record_issued
+
+PUBLISH_ERRORS = (KombuOperationalError, RedisError, OSError)
+
+
+@dataclass(frozen=True)
+class Message:
+    """One task message: its name, arguments and publish options (headers, queue, chain, ...)."""
+
+    name: str
+    args: tuple | list | None = None
+    kwargs: dict[str, Any] | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    task_id: str = field(default_factory=lambda: str(uuid4()))
+
+    @classmethod
+    def chain(cls, steps: Sequence[Signature], *, task_id: str | None = None) -> Message:
+        """The first step, carrying the later ones in its `chain` (Celery's message protocol v2:
+        in reverse order; the worker publishes the next step when one succeeds). One message, as
+        `chain(...).apply_async()` sends."""
+        first, rest = steps[0], steps[1:]
+        options = {**first.options, "chain": list(reversed(rest))} if rest else dict(first.options)
+        return cls(first.task, args=first.args, kwargs=first.kwargs, options=options,
+                   task_id=task_id or str(uuid4()))
 
 
 def submit(
@@ -24,19 +51,46 @@ def submit(
     **options: Any,
 ) -> str:
     """Record the id as issued, then publish once without Celery's blocking publish retry."""
-    from uuid import uuid4
+    message = Message(name, args=args, kwargs=kwargs, options=options, task_id=task_id or str(uuid4()))
+    (sent,) = submit_many(celery, client, [message])
+    return sent
 
-    task_id = task_id or str(uuid4())
+
+def submit_many(celery: Celery, client: redis.Redis, messages: Sequence[Message]) -> Iterator[str]:
+    """Record every id as issued (one round trip), then publish the messages in order on one
+    producer, without Celery's blocking publish retry; yields each id once its message is out.
+
+    At the first failure the ids not sent are forgotten and DependencyUnavailable is raised: the
+    messages before it stay sent, so count what was yielded."""
+    if not messages:
+        return
     try:
-        record_issued(client, task_id, name)
+        with client.pipeline(transaction=False) as pipe:
+            for message in messages:
+                record_issued(pipe, message.task_id, message.name)
+            pipe.execute()
     except RedisError as exc:
         raise DependencyUnavailable("redis", type(exc).__name__) from exc
+    sent = 0
     try:
-        celery.send_task(name, args=args, kwargs=kwargs, task_id=task_id, retry=False, **options)
-    except (KombuOperationalError, RedisError, OSError) as exc:
-        try:
-            forget_issued(client, task_id)
-        except RedisError:
-            pass  # the key expires with the result TTL anyway
+        with celery.producer_or_acquire() as producer:
+            for message in messages:
+                celery.send_task(message.name, args=message.args, kwargs=message.kwargs, task_id=message.task_id,
+                                 producer=producer, retry=False, **message.options)
+                sent += 1
+                yield message.task_id
+    except PUBLISH_ERRORS as exc:
         raise DependencyUnavailable("redis", type(exc).__name__) from exc
-    return task_id
+    finally:
+        if sent < len(messages):  # a failure, or the caller stopped early
+            _forget(client, messages[sent:])
+
+
+def _forget(client: redis.Redis, messages: Sequence[Message]) -> None:
+    try:
+        with client.pipeline(transaction=False) as pipe:
+            for message in messages:
+                forget_issued(pipe, message.task_id)
+            pipe.execute()
+    except RedisError:
+        pass  # the keys expire with the result TTL anyway

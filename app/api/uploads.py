@@ -6,6 +6,7 @@ written out before we could refuse it; python-multipart's push parser lets us co
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import uuid
@@ -197,10 +198,8 @@ def _discard(files: list[ReceivedFile], current: _Part) -> None:
     if current.handle is not None and not current.handle.closed:
         current.handle.close()
     for received in files:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(received.temp_path)
-        except FileNotFoundError:
-            pass
 
 
 def discard(files: list[ReceivedFile]) -> None:

@@ -20,13 +20,13 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from app.core.config import settings
+
 FINISHED = {"validated", "rejected", "failed"}
 STYLE = {"validated": "green", "rejected": "yellow", "failed": "red", "error": "red"}
 
 
 def add_submit_parser(sub: Any) -> None:
-    from app.core.config import settings
-
     parser = sub.add_parser("submit", help="upload .3dm files for validation through the API")
     parser.add_argument("files", nargs="+", type=Path)
     parser.add_argument("--api", default=f"http://{settings.API_HOST}:{settings.API_PORT}", help="API base URL")

@@ -7,6 +7,7 @@ production uses systemd units or compose restart policies (see ops/).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -65,17 +66,16 @@ class Supervisor:
 
     def _reap_and_restart(self) -> None:
         for child in self.children:
-            code = child.process.poll() if child.process else None
-            if code is None:
+            code = None if child.process is None else child.process.poll()
+            if child.process is None or code is None:
                 continue
             # Back off when a child keeps dying right after start (bad config): 1 s, 2 s ... 30 s.
             quick = time.monotonic() - child.started_at < 10
             delay = min(30.0, 2.0 ** min(child.restarts, 5)) if quick else 0.5
             log.warning("process exited, restarting", process=child.name, code=code, delay_s=delay)
-            try:  # sweep what the dead leader left in its group (e.g. orphaned pool children)
+            # sweep what the dead leader left in its group (e.g. orphaned pool children)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(child.process.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
             time.sleep(delay)
             child.restarts += 1
             child.start(self.pid_dir)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import secrets
 import socket
 import sys
 from pathlib import Path
@@ -25,8 +26,6 @@ def _cli(*args: str) -> list[str]:
 
 def dev_flower_password() -> str:
     """In development, a placeholder FLOWER_PASSWORD is replaced by one generated once into var/."""
-    import secrets
-
     path = settings.VAR_DIR / "flower-password"
     if not path.exists():
         path.write_text(secrets.token_urlsafe(12))

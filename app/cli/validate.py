@@ -144,7 +144,7 @@ def validate_files(files: list[str], ruleset: Ruleset, *, jobs: int, limits: Lim
         futures: list[Future[FileResult]] = [pool.submit(check_file, file, ruleset, limits) for file in files]
         for _ in as_completed(futures):
             on_done()
-    return [_guarded(file, future.result) for file, future in zip(files, futures)]
+    return [_guarded(file, future.result) for file, future in zip(files, futures, strict=True)]
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:

@@ -42,8 +42,8 @@ def render_json(results: list[FileResult]) -> bytes:
 def render_junit(results: list[FileResult], elapsed: float) -> bytes:
     counts = {"tests": str(len(results)), "failures": str(sum(r.status == "rejected" for r in results)),
               "errors": str(sum(r.status in ("unreadable", "failed") for r in results)), "time": f"{elapsed:.3f}"}
-    suites = ET.Element("testsuites", name="librarian validate", **counts)
-    suite = ET.SubElement(suites, "testsuite", name="librarian validate", skipped="0", **counts)
+    suites = ET.Element("testsuites", {"name": "librarian validate", **counts})
+    suite = ET.SubElement(suites, "testsuite", {"name": "librarian validate", "skipped": "0", **counts})
     for result in results:
         case = ET.SubElement(suite, "testcase", classname="librarian.validate", name=_xml(result.file),
                              time=f"{result.seconds:.3f}")

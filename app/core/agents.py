@@ -16,15 +16,17 @@ from typing import Any
 
 import redis
 
-PAUSE_CHANNEL = "agent:pause:{user_id}"
-RESUME_CHANNEL = "agent:resume:{user_id}"
-STATUS_CHANNEL = "agent:status:{user_id}"
-PAUSED_KEY = "librarian:agent:paused:{user_id}"
-HELD_KEY = "librarian:agent:held:{user_id}"
+from app.broker import keys
+
+PAUSE_CHANNEL = keys.PAUSE_CHANNEL
+RESUME_CHANNEL = keys.RESUME_CHANNEL
+STATUS_CHANNEL = keys.STATUS_CHANNEL
+PAUSED_KEY = keys.PAUSED
+HELD_KEY = keys.HELD_MESSAGES
 # Which user holds a task: written with the held message, read by GET /tasks/{id} (no list scan).
-HELD_TASK_KEY = "librarian:agent:held-task:{task_id}"
+HELD_TASK_KEY = keys.HELD_TASK
 HELD_TASK_TTL = 7 * 24 * 3600
-OWNER_HEADER = "librarian_owner"
+OWNER_HEADER = keys.OWNER_HEADER
 
 # Atomically move every held message back to the queue it came from (its routing key), at the
 # consuming end so it runs before newer work. Returns how many were moved.
@@ -33,7 +35,7 @@ local moved = 0
 while true do
   local raw = redis.call('LPOP', KEYS[1])
   if not raw then return moved end
-  local queue = cjson.decode(raw)['properties']['delivery_info']['routing_key']
+  local queue = cjson.decode(raw)['properties']['delivery_info']['routing_key'] -- private: kombu.message_envelope
   redis.call('RPUSH', queue, raw)
   moved = moved + 1
 end

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
 import redis
 
-PREFIX = "librarian:cache:"
+from app.broker import keys
+
+PREFIX = keys.CACHE_PREFIX
 
 
 def cache_get(client: redis.Redis, key: str) -> Any | None:
@@ -19,17 +22,13 @@ def cache_get(client: redis.Redis, key: str) -> Any | None:
 
 
 def cache_set(client: redis.Redis, key: str, value: Any, ttl_seconds: int) -> None:
-    try:
+    with contextlib.suppress(redis.RedisError):
         client.set(PREFIX + key, json.dumps(value), ex=ttl_seconds)
-    except redis.RedisError:
-        pass
 
 
 def cache_delete(client: redis.Redis, key: str) -> None:
-    try:
+    with contextlib.suppress(redis.RedisError):
         client.delete(PREFIX + key)
-    except redis.RedisError:
-        pass
 
 
 def report_key(part_id: object) -> str:

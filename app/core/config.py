@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     # taking it and recording it) is republished once seen missing on two sweeps this far apart.
     # 0 turns the publish journal and its recovery off (plain kombu Redis transport).
     BROKER_RECOVERY_GRACE: float = 30.0
+    # A worker whose heartbeat has been missing this long is dead: a live worker puts the messages
+    # it held unacknowledged back on their queues at once, instead of after the visibility timeout.
+    # A worker frozen (SIGSTOP, swapped out) for longer has its tasks run elsewhere as well: at least
+    # once. 0 leaves dead workers' messages to the visibility timeout.
+    WORKER_DEAD_AFTER: float = 10.0
     SUBMIT_TIMEOUT: float = 2.0
 
     # Rulesets as code: every *.toml here is loaded (and checked) at start-up; DEFAULT_RULESET is
@@ -106,6 +111,11 @@ class Settings(BaseSettings):
     LOG_LEVEL: str = "INFO"
     LOG_FORMAT: Literal["json", "console"] = "json"
     METRICS_TOKEN: str = ""
+    # The worker's /metrics: "fast" reads prometheus_client's multiprocess files itself
+    # (app/observability/metrics_files.py); "stock" is prometheus_client's own MultiProcessCollector,
+    # ~0.6 s CPU per scrape at 50 task names against ~11 ms (docs/performance.md): the way back if an
+    # upgrade breaks the fast path.
+    METRICS_EXPOSITION: Literal["fast", "stock"] = "fast"
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -171,6 +181,9 @@ class Settings(BaseSettings):
             raise ValueError("TASK_SOFT_TIME_LIMIT must be lower than TASK_TIME_LIMIT")
         if not self.VALIDATION_TIMEOUT_S > 0:
             raise ValueError("VALIDATION_TIMEOUT_S must be > 0")
+        if 0 < self.WORKER_DEAD_AFTER < 5:
+            raise ValueError("WORKER_DEAD_AFTER must be 0 (off) or at least 5 seconds: heartbeats are 2 s apart, "
+                             "and a shorter limit takes a busy worker for a dead one")
         return self
 
 

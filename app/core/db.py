@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlmodel import Session, SQLModel, create_engine
 
+import app.models  # noqa: F401  (registers the tables with SQLModel.metadata)
 from app.core.config import settings
 
 log = structlog.get_logger("librarian.db")
@@ -57,8 +58,6 @@ def with_startup_retries(step: Callable[[], T], *, attempts: int = 5, delay: flo
 def init_db(engine: Engine | None = None) -> None:
     """Create the tables that do not exist yet and add missing nullable columns to those that do
     (idempotent; runs at API and worker start-up)."""
-    import app.models  # noqa: F401  (registers the tables)
-
     engine = engine or get_engine()
     SQLModel.metadata.create_all(engine)
     add_missing_columns(engine)

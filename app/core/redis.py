@@ -6,6 +6,7 @@ import os
 import threading
 
 import redis
+import redis.asyncio as aioredis
 
 from app.core.config import settings
 
@@ -57,13 +58,11 @@ def close_pool() -> None:
         pool.disconnect()
 
 
-_async_pool = None
+_async_pool: aioredis.ConnectionPool | None = None
 
 
-def get_async_redis():  # type: ignore[no-untyped-def]
+def get_async_redis() -> aioredis.Redis:
     """An asyncio client on one shared pool per process (for streaming endpoints)."""
-    import redis.asyncio as aioredis
-
     global _async_pool
     if _async_pool is None:
         _async_pool = aioredis.ConnectionPool.from_url(

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import redis
 
+from app.broker import keys
 from app.core.config import settings
 
-KEY_PREFIX = "librarian:issued:"
+KEY_PREFIX = keys.ISSUED_PREFIX
 
 
 def record_issued(client: redis.Redis, task_id: str, task_name: str) -> None:
@@ -19,4 +20,5 @@ def forget_issued(client: redis.Redis, task_id: str) -> None:
 
 def issued_task_name(client: redis.Redis, task_id: str) -> str | None:
     """The task name recorded for this id, or None when Librarian never issued it (or it expired)."""
-    return client.get(f"{KEY_PREFIX}{task_id}")  # the shared pool decodes responses
+    name = client.get(f"{KEY_PREFIX}{task_id}")  # the shared pool decodes responses; a raw client does not
+    return name.decode() if isinstance(name, bytes) else name

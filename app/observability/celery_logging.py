@@ -37,7 +37,6 @@ def _bind(task: Any) -> None:
     )
 
 
-@signals.task_received.connect
 def _received(request: Any = None, **_: Any) -> None:
     log.info(
         "task received",
@@ -49,7 +48,6 @@ def _received(request: Any = None, **_: Any) -> None:
     )
 
 
-@signals.task_prerun.connect
 def _prerun(task_id: str | None = None, task: Any = None, **_: Any) -> None:
     _bind(task)
     log.info("task started")
@@ -62,17 +60,14 @@ def _runtime(task_id: str | None) -> float | None:
     return round(time.perf_counter() - started, 6) if started is not None else None
 
 
-@signals.task_success.connect
 def _success(sender: Any = None, **_: Any) -> None:
     log.info("task succeeded", runtime_s=_runtime(sender.request.id))
 
 
-@signals.task_retry.connect
 def _retry(request: Any = None, reason: Any = None, **_: Any) -> None:
     log.warning("task retried", reason=str(reason), runtime_s=_runtime(getattr(request, "id", None)))
 
 
-@signals.task_failure.connect
 def _failure(
     sender: Any = None, task_id: str | None = None, exception: BaseException | None = None, einfo: Any = None, **_: Any
 ) -> None:
@@ -95,6 +90,15 @@ def _failure(
     )
 
 
-@signals.task_revoked.connect
 def _revoked(request: Any = None, terminated: bool = False, expired: bool = False, **_: Any) -> None:
     log.warning("task revoked", task_id=getattr(request, "id", None), terminated=terminated, expired=expired)
+
+
+def connect() -> None:
+    """Connect this module's receivers (called once by app.worker.signals.connect_all)."""
+    signals.task_received.connect(_received, dispatch_uid="librarian.logging.received")
+    signals.task_prerun.connect(_prerun, dispatch_uid="librarian.logging.prerun")
+    signals.task_success.connect(_success, dispatch_uid="librarian.logging.success")
+    signals.task_retry.connect(_retry, dispatch_uid="librarian.logging.retry")
+    signals.task_failure.connect(_failure, dispatch_uid="librarian.logging.failure")
+    signals.task_revoked.connect(_revoked, dispatch_uid="librarian.logging.revoked")

@@ -29,7 +29,8 @@ def _add_request_id(_logger: Any, _name: str, event_dict: dict[str, Any]) -> dic
     if not event_dict.get("request_id"):
         global _correlation_id
         if _correlation_id is None:
-            from asgi_correlation_id import correlation_id
+            # Starlette comes with it (~64 ms, -X importtime): not paid by processes serving no request.
+            from asgi_correlation_id import correlation_id  # noqa: PLC0415
 
             _correlation_id = correlation_id
         request_id = _correlation_id.get()
@@ -150,7 +151,7 @@ def configure_logging(service: str, level: str | None = None) -> None:
     # No line shows where it was logged from, or from which thread or process: skip collecting it
     # (the logging HOWTO's "Optimization" table). Finding the caller walks the stack on every
     # record; together ~11 of ~59 us per line, 3 lines per task (docs/performance.md).
-    logging._srcfile = None
+    logging._srcfile = None  # private: stdlib.logging._srcfile
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False

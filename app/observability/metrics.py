@@ -11,6 +11,7 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 from app.core.config import QUEUES
+from app.models import PIPELINE_STAGES
 
 TASK_LABELS = ("task", "queue")
 OUTCOMES = ("success", "failure", "retry", "revoked")
@@ -34,8 +35,12 @@ TASKS_REVOKED = Counter("librarian_tasks_revoked", "Tasks revoked before or whil
 TASKS_REJECTED = Counter("librarian_tasks_rejected", "Messages refused by the worker", ("reason",))
 TASKS_UNKNOWN = Counter("librarian_tasks_unknown", "Messages naming a task the worker does not know")
 MESSAGES_RECOVERED = Counter(
-    "librarian_messages_recovered", "Task messages republished after the worker that took them died before recording them"
+    "librarian_messages_recovered",
+    "Task messages put back on their queue by Librarian: held by a worker found dead (worker_dead), or taken by "
+    "a worker killed before it recorded them (lost_in_transit)",
+    ("reason",),
 )
+RECOVERY_REASONS = ("worker_dead", "lost_in_transit")
 
 TASK_RUNTIME = Histogram(
     "librarian_task_runtime_seconds", "Task run time, by outcome", (*TASK_LABELS, "outcome"),
@@ -74,8 +79,8 @@ def initialise_task_series(tasks: dict[str, str]) -> None:
             counter.labels(*labels)
     for reason in REJECT_REASONS:
         TASKS_REJECTED.labels(reason)
-    from app.models import PIPELINE_STAGES
-
+    for reason in RECOVERY_REASONS:
+        MESSAGES_RECOVERED.labels(reason)
     for stage in PIPELINE_STAGES:
         PIPELINE_DEAD_LETTER.labels(stage)
         for status in ("ok", "failed"):

@@ -9,6 +9,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from app.core.config import QUEUES
+from app.core.workers import live_workers
 
 # kombu's Redis transport keeps priorities in sub-lists named <queue><sep><priority>.
 PRIORITY_SEP = "\x06\x16"
@@ -39,14 +40,12 @@ class BrokerCollector(Collector):
         self.include_workers = include_workers
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        from app.worker.heartbeat import live_workers
-
         up = GaugeMetricFamily("librarian_broker_up", "1 when the broker answered this scrape")
         try:
             client = self.client_factory()
             depths = queue_depths(client)
             workers = live_workers(client) if self.include_workers else None
-        except Exception:
+        except Exception:  # noqa: BLE001 (any failure means the broker did not answer: broker_up 0)
             up.add_metric([], 0)
             yield up
             return

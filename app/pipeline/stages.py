@@ -10,12 +10,12 @@ import hashlib
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from app.core.config import settings
-
-if TYPE_CHECKING:  # the stages import app.validation lazily: rhino3dm is loaded where a model is read
-    from app.validation.rulesets import Ruleset
+from app.validation import UnreadableModelError
+from app.validation.rulesets import Ruleset
+from app.validation.sandbox import Limits
 
 MAGIC = b"3D Geometry File Format "
 
@@ -48,9 +48,7 @@ def _sandboxed(read: Callable[[Path], dict[str, Any]], path: Path) -> dict[str, 
     """Run `read` on the model as validation does (app/validation/guarded.py: declared-size guard,
     then the sandbox): a model refused, over a limit or crashing the engine is bad input for this
     stage (StageRejected, not retried)."""
-    from app.validation import UnreadableModelError
-    from app.validation.guarded import run_guarded
-    from app.validation.sandbox import Limits
+    from app.validation.guarded import run_guarded  # noqa: PLC0415 (loads rhino3dm: ~100 ms, kept out of the API)
 
     try:
         outcome, _ = run_guarded(read, path, limits=Limits(*settings.validation_limits))
@@ -66,7 +64,7 @@ def _sandboxed(read: Callable[[Path], dict[str, Any]], path: Path) -> dict[str, 
 
 def _model(path: Path) -> Any:
     """The model read by rhino3dm (in the sandbox child), or UnreadableModelError."""
-    from app.validation.reader import read_model
+    from app.validation.reader import read_model  # noqa: PLC0415 (rhino3dm: runs in the sandbox child only)
 
     return read_model(path).model
 
@@ -103,7 +101,7 @@ def classify(path: Path) -> dict[str, Any]:
 
 
 def _extract(path: Path) -> dict[str, Any]:
-    from app.validation import metadata
+    from app.validation import metadata  # noqa: PLC0415 (rhino3dm: runs in the sandbox child only)
 
     model = _model(path)
     settings_ = metadata.read_settings(model)
@@ -119,9 +117,7 @@ def extract(path: Path) -> dict[str, Any]:
 def validate(path: Path, *, ruleset: Ruleset | None = None, file_name: str | None = None) -> dict[str, Any]:
     """The full validation report (app.validation, in its sandbox) under `ruleset`, naming the file
     `file_name`; a model that hits a limit gets a rejected report saying so (RESOURCE_LIMIT)."""
-    from app.validation import UnreadableModelError
-    from app.validation.guarded import validate_guarded
-    from app.validation.sandbox import Limits
+    from app.validation.guarded import validate_guarded  # noqa: PLC0415 (loads rhino3dm: ~100 ms, kept out of the API)
 
     limits = Limits(*settings.validation_limits)
     try:

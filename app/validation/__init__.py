@@ -16,14 +16,14 @@ from .rulesets import Ruleset, RulesetError, build_ruleset, load_dir, load_file
 
 def __getattr__(name: str) -> Any:
     # Imported on first use: the pydantic models (only needed to validate or describe reports,
-    # ~14 MB kept out of every worker) and the engine (rhino3dm, ~18 MB kept out of the API,
-    # which only checks rulesets).
+    # ~14 MB and ~100 ms kept out of every worker) and the engine (rhino3dm, ~18 MB and ~45 ms
+    # kept out of the API, which only checks rulesets).
     if name in ("Report", "REPORT_JSON_SCHEMA"):
-        from . import report
+        from . import report  # noqa: PLC0415 (start-up cost, see above)
 
         return getattr(report, name)
     if name in ("validate_path", "ProgressCallback"):
-        from . import engine
+        from . import engine  # noqa: PLC0415 (start-up cost, see above)
 
         return getattr(engine, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -31,16 +31,16 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "FINDING_CODES",
-    "ModelFileMissingError",
-    "ProgressCallback",
     "REPORT_JSON_SCHEMA",
-    "Report",
     "SCHEMA_VERSION",
     "SEVERITY_BY_CODE",
-    "UnreadableModelError",
-    "Ruleset",
+    "ModelFileMissingError",
+    "ProgressCallback",
+    "Report",
     "RulesError",
+    "Ruleset",
     "RulesetError",
+    "UnreadableModelError",
     "ValidationRules",
     "build_ruleset",
     "load_dir",

@@ -10,8 +10,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .codes import (
-    BLOCK_NAME_PATTERN, LAYER_MISSING, LAYER_NOT_ALLOWED, OBJECT_COUNT_EXCEEDED, OBJECT_TYPE_NOT_ALLOWED,
-    QUOTED_CHARS, UNITS_MISMATCH, USER_TEXT_MISSING, USER_TEXT_PATTERN, clip, finding,
+    BLOCK_NAME_PATTERN,
+    LAYER_MISSING,
+    LAYER_NOT_ALLOWED,
+    OBJECT_COUNT_EXCEEDED,
+    OBJECT_TYPE_NOT_ALLOWED,
+    QUOTED_CHARS,
+    UNITS_MISMATCH,
+    USER_TEXT_MISSING,
+    USER_TEXT_PATTERN,
+    clip,
+    finding,
 )
 from .rules import ValidationRules
 
@@ -22,20 +31,21 @@ Pending = tuple[int | None, dict[str, Any]]
 
 
 def check_layers(layers: list[dict[str, Any]], rules: ValidationRules) -> list[Pending]:
-    out: list[Pending] = []
     present = {layer["full_path"] for layer in layers}
-    for path in rules.required_layers:
-        if path not in present:
-            out.append((None, finding(LAYER_MISSING, f"required layer {path!r} is missing", full_path=path)))
+    out: list[Pending] = [
+        (None, finding(LAYER_MISSING, f"required layer {path!r} is missing", full_path=path))
+        for path in rules.required_layers if path not in present
+    ]
     if rules.allowed_layer_names:
         allowed = set(rules.allowed_layer_names)
-        for layer in layers:
-            if layer["name"] not in allowed:
-                out.append((None, finding(
-                    LAYER_NOT_ALLOWED,
-                    f"layer name {clip(layer['name'], QUOTED_CHARS)!r} ({clip(layer['full_path'], QUOTED_CHARS)}) "
-                    "is not an allowed layer name",
-                    name=layer["name"], full_path=layer["full_path"], layer_index=layer["index"], layer_id=layer["id"])))
+        out.extend(
+            (None, finding(
+                LAYER_NOT_ALLOWED,
+                f"layer name {clip(layer['name'], QUOTED_CHARS)!r} "
+                f"({clip(layer['full_path'], QUOTED_CHARS)}) is not an allowed layer name",
+                name=layer["name"], full_path=layer["full_path"], layer_index=layer["index"], layer_id=layer["id"]))
+            for layer in layers if layer["name"] not in allowed
+        )
     return out
 
 
@@ -43,9 +53,11 @@ def check_objects(data: ObjectData, rules: ValidationRules) -> list[Pending]:
     out: list[Pending] = []
     if rules.allowed_object_types:
         allowed = ", ".join(rules.allowed_object_types)
-        for i in data.not_allowed:
-            out.append((i, finding(OBJECT_TYPE_NOT_ALLOWED, f"{data.kinds[i]} is not an allowed object type ({allowed})",
-                                   kind=data.kinds[i], allowed=list(rules.allowed_object_types))))
+        out.extend(
+            (i, finding(OBJECT_TYPE_NOT_ALLOWED, f"{data.kinds[i]} is not an allowed object type ({allowed})",
+                        kind=data.kinds[i], allowed=list(rules.allowed_object_types)))
+            for i in data.not_allowed
+        )
     for i, strings in data.user_text.items():
         for key in rules.required_user_text:
             value = strings.get(key)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import struct
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from .framing import HEADER_SIZE, TCODE_ENDOFFILE, TCODE_SHORT
 
@@ -51,7 +51,7 @@ def read_document_strings(model: Any, path: Path, version: int, cap: int) -> tup
                 and parsed[-1] == tuple(table[total - 1]):
             return total, parsed[:cap]
     affordable = total if total <= _DIRECT else max(_BUDGET // total, 1)
-    return total, [tuple(table[k]) for k in range(min(total, cap, affordable))]  # type: ignore[misc]
+    return total, [tuple(table[k]) for k in range(min(total, cap, affordable))]
 
 
 def parse_document_strings(path: Path, version: int) -> list[tuple[str, str]] | None:
@@ -68,7 +68,7 @@ def parse_document_strings(path: Path, version: int) -> list[tuple[str, str]] | 
         return None
 
 
-def _document_strings_table(fh: Any, head: struct.Struct) -> bytes | None:
+def _document_strings_table(fh: BinaryIO, head: struct.Struct) -> bytes | None:
     """The payload of the user table whose plug-in id is ON_DocumentUserStringList's."""
     pos = HEADER_SIZE
     while True:
@@ -104,7 +104,8 @@ class _Chunks:
         return start, start + length
 
     def int32(self, pos: int) -> int:
-        return struct.unpack_from("<i", self.data, pos)[0]
+        value: int = struct.unpack_from("<i", self.data, pos)[0]
+        return value
 
     def string(self, pos: int, end: int) -> tuple[str, int]:
         """A UTF-16 string (element count including the terminating NUL, then the elements)."""
@@ -113,7 +114,7 @@ class _Chunks:
         if stop > end:
             raise _Malformed("string past its chunk")
         text = self.data[pos + 4:stop].decode("utf-16-le", errors="replace")
-        return (text[:-1] if text.endswith("\x00") else text), stop
+        return text.removesuffix("\x00"), stop
 
 
 def _strings(c: _Chunks) -> list[tuple[str, str]]:

@@ -16,7 +16,9 @@ import uuid  # noqa: F401  (rhino3dm returns object ids as uuid.UUID: imported h
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from . import blocks as block_checks, conventions, docstrings, geometry, layers as layer_tree, metadata, nomenclature, units
+from . import blocks as block_checks
+from . import conventions, docstrings, geometry, metadata, nomenclature, units
+from . import layers as layer_tree
 from .bounds import finalise, fit_report
 from .codes import CHECK_ERROR, MODEL_EMPTY, OBJECTS_UNREADABLE, SCHEMA_VERSION, finding
 from .reader import LoadedModel, read_model
@@ -101,7 +103,9 @@ def validate_path(
 
     def object_id(index: int) -> str:
         attributes = data.attributes[index] if index < len(data.attributes) else None
-        return str((attributes if attributes is not None else model.Objects[index].Attributes).Id)
+        if attributes is None:
+            attributes = model.Objects[index].Attributes  # type: ignore[index]  # stubs lack __getitem__
+        return str(attributes.Id)
 
     findings, counts = finalise(pending + notes, object_id, rules)
     report = {

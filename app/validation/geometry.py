@@ -32,8 +32,14 @@ from statistics import median
 from typing import TYPE_CHECKING, Any
 
 from .codes import (
-    BBOX_DEGENERATE, BREP_OPEN, COORDINATE_OUT_OF_RANGE, GEOMETRY_INVALID, MESH_OPEN, OBJECT_FAR_OUTSIDE,
-    SUBD_OPEN, finding,
+    BBOX_DEGENERATE,
+    BREP_OPEN,
+    COORDINATE_OUT_OF_RANGE,
+    GEOMETRY_INVALID,
+    MESH_OPEN,
+    OBJECT_FAR_OUTSIDE,
+    SUBD_OPEN,
+    finding,
 )
 from .rules import ValidationRules
 
@@ -73,13 +79,13 @@ class BoxColumns:
     """The walk's flat box array split into six columns, plus which boxes are usable
     (within +-COORDINATE_LIMIT, hence finite, and min <= max on every axis)."""
 
-    def __init__(self, boxes: array, exclude: set[int] | frozenset[int] = frozenset()) -> None:
+    def __init__(self, boxes: array[float], exclude: set[int] | frozenset[int] = frozenset()) -> None:
         """`exclude`: boxes left out of the model's statistics (block members, unknown boxes)."""
-        self.cols: tuple[array, ...] = tuple(boxes[k::6] for k in range(6))
+        self.cols: tuple[array[float], ...] = tuple(boxes[k::6] for k in range(6))
         lo, hi = -COORDINATE_LIMIT, COORDINATE_LIMIT
         ok = [
             lo <= a <= d <= hi and lo <= b <= e <= hi and lo <= c <= f <= hi
-            for a, b, c, d, e, f in zip(*self.cols)
+            for a, b, c, d, e, f in zip(*self.cols, strict=True)
         ]
         self.finite = ok
         if exclude:
@@ -109,7 +115,7 @@ def check_objects(data: ObjectData, boxes: BoxColumns, tol: float) -> list[Pendi
     skip = set(data.invalid) | data.no_box
     flat_matters = data.solid_expected - {i for i, _, _ in data.open_solids}  # "flat" only for closed ones
     finite = boxes.finite
-    for i, (a, b, c, d, e, f) in enumerate(zip(*boxes.cols)):
+    for i, (a, b, c, d, e, f) in enumerate(zip(*boxes.cols, strict=True)):
         if i in skip:
             continue
         if not finite[i]:
@@ -151,12 +157,12 @@ def check_far_outside(data: ObjectData, boxes: BoxColumns, tol: float, rules: Va
     # arrays filled from generators, not lists: 8 bytes per value instead of 32, and no transient
     # list while the model is still in memory (peak RSS)
     # boxes are within +-COORDINATE_LIMIT: no sum, difference or hypot below can overflow
-    cx = array("d", (a * 0.5 + b * 0.5 for a, b in zip(x0, x1)))
-    cy = array("d", (a * 0.5 + b * 0.5 for a, b in zip(y0, y1)))
-    cz = array("d", (a * 0.5 + b * 0.5 for a, b in zip(z0, z1)))
+    cx = array("d", (a * 0.5 + b * 0.5 for a, b in zip(x0, x1, strict=True)))
+    cy = array("d", (a * 0.5 + b * 0.5 for a, b in zip(y0, y1, strict=True)))
+    cz = array("d", (a * 0.5 + b * 0.5 for a, b in zip(z0, z1, strict=True)))
     mx, my, mz = median(cx), median(cy), median(cz)
-    dists = array("d", (math.hypot(x - mx, y - my, z - mz) for x, y, z in zip(cx, cy, cz)))
-    half = median(array("d", (math.hypot(b - a, d - c, f - e) * 0.5 for a, b, c, d, e, f in zip(x0, x1, y0, y1, z0, z1))))
+    dists = array("d", (math.hypot(x - mx, y - my, z - mz) for x, y, z in zip(cx, cy, cz, strict=True)))
+    half = median(array("d", (math.hypot(b - a, d - c, f - e) * 0.5 for a, b, c, d, e, f in zip(x0, x1, y0, y1, z0, z1, strict=True))))
     scale = max(median(dists), half, tol)
     limit = rules.far_outside_factor * scale
     out: list[Pending] = []

@@ -6,8 +6,9 @@ Same contract as validate_path (UnreadableModelError for a file that is not a mo
 verdicts of its own, each a rejected report with one error finding and no metadata:
 
 * `RESOURCE_LIMIT`: the validation hit the time or memory limit; details: `limit` (time or
-  memory), the measured `seconds` and `peak_rss_mb` (the child's peak resident size), the limit, and what the file declared
-  before it was read (`file_size_bytes`, `archive_version`, `object_records`);
+  memory), the measured `seconds` and `peak_rss_mb` (the child's peak resident size), the limit,
+  and what the file declared before it was read (`file_size_bytes`, `archive_version`,
+  `object_records`);
 * `ENGINE_CRASH`: the engine died (a signal, an exit without a report, an unexpected exception);
   details: `signal`, `exit_code` or `exception`, and the same measurements;
 * `MODEL_TOO_LARGE`, before any child starts: the file declares more than the validation may
@@ -26,9 +27,9 @@ from typing import Any
 
 from .codes import SCHEMA_VERSION
 from .engine import ProgressCallback, validate_path
+from .errors import UnreadableModelError
 from .prescan import declared_expansion
 from .reader import FileFacts, inspect_file
-from .errors import UnreadableModelError
 from .rules import DEFAULT_RULES
 from .rulesets import Ruleset, report_ref
 from .sandbox import Limits, Outcome, run_sandboxed
@@ -67,7 +68,8 @@ def validate_guarded(
         progress=progress, ruleset=ruleset, file_name=file_name, max_report_bytes=max_report_bytes)
     file_name = file_name or Path(path).name
     if outcome.kind == "value":
-        return outcome.value
+        report: dict[str, Any] = outcome.value  # what the child sent back, as JSON
+        return report
     if outcome.unreadable is not None:
         raise outcome.unreadable
     if outcome.kind == "too_large":

@@ -34,9 +34,9 @@ def read_layer_tree(model: Any) -> tuple[list[dict[str, Any]], list[list[int]]]:
     paths, parents, cycles = full_paths([name for _, name, _, _ in raw], [lid for _, _, lid, _ in raw],
                                         [pid for _, _, _, pid in raw])
     layers = [
-        {"index": index, "name": name, "full_path": paths[k], "parent": None if parents[k] is None else paths[parents[k]],
-         "id": lid}
-        for k, (index, name, lid, _) in enumerate(raw)
+        {"index": index, "name": name, "full_path": path, "id": lid,
+         "parent": None if parent is None else paths[parent]}
+        for (index, name, lid, _), path, parent in zip(raw, paths, parents, strict=True)
     ]
     return layers, cycles
 
@@ -55,7 +55,7 @@ def full_paths(names: list[str], ids: list[str], parent_ids: list[str]) -> tuple
     cycles: list[list[int]] = []
     for start in range(n):
         chain: list[int] = []
-        node = start
+        node: int | None = start
         while node is not None and state[node] == 0:
             state[node] = 1
             chain.append(node)

@@ -90,10 +90,11 @@ def build_metadata(
     string_count, pairs = strings
     document_strings = {cut(key): cut(value) for key, value in pairs}
     notes += _note(STRINGS_TRUNCATED, "document user strings", string_count, len(pairs), cut.take())
+    archive_version = model.ArchiveVersion  # type: ignore[attr-defined]  # in rhino3dm, not in its stubs
     return {
         "file_name": file_name or loaded.path.name,
         "file_size_bytes": loaded.size,
-        "archive_version": int(model.ArchiveVersion or loaded.archive_version),
+        "archive_version": int(archive_version or loaded.archive_version),
         "application_name": cut(model.ApplicationName or "") or None,
         "created_by": cut(model.CreatedBy or "") or None,
         "last_edited_by": cut(model.LastEditedBy or "") or None,

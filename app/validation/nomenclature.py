@@ -13,6 +13,7 @@ object_id null and the layer's id, index and full path in details.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 from .codes import LAYER_NAME_PATTERN, NAME_DUPLICATE, NAME_MISSING, NAME_PATTERN, QUOTED_CHARS, clip, finding
@@ -26,10 +27,9 @@ def check_object_names(
 ) -> list[Pending]:
     """One pass over the collected names; regex work is done once per distinct name. Objects in
     `skip` (block members: named with their block, not as model objects) are not checked."""
-    if skip:
-        names = [None if i in skip else name for i, name in enumerate(names)]  # type: ignore[misc]
-    verdict: dict[str | None, str | None] = {None: None}
-    for name in set(names):
+    listed: Sequence[str | None] = [None if i in skip else name for i, name in enumerate(names)] if skip else names
+    verdict: dict[str, str | None] = {}
+    for name in set(listed):
         if name is None:
             continue
         if not name.strip():
@@ -39,7 +39,9 @@ def check_object_names(
         else:
             verdict[name] = None
     out: list[Pending] = []
-    for i, name in enumerate(names):
+    for i, name in enumerate(listed):
+        if name is None:  # in `skip`
+            continue
         code = verdict[name]
         if code == NAME_MISSING:
             out.append((i, finding(NAME_MISSING, f"{kinds[i]} has no name", name=name, expected=rules.name_expected)))
@@ -48,11 +50,13 @@ def check_object_names(
                 NAME_PATTERN, f"object name {clip(name, QUOTED_CHARS)!r} does not follow {rules.name_expected}",
                 name=name, expected=rules.name_expected, pattern=rules.name_pattern)))
     if rules.unique_names:
-        out.extend(_duplicates(names, verdict, rules))
+        out.extend(_duplicates(listed, verdict, rules))
     return out
 
 
-def _duplicates(names: list[str], verdict: dict[str, str | None], rules: ValidationRules) -> list[Pending]:
+def _duplicates(
+    names: Sequence[str | None], verdict: dict[str, str | None], rules: ValidationRules
+) -> list[Pending]:
     counts = Counter(names)
     repeated = {n for n, c in counts.items() if c > 1 and n is not None and verdict[n] != NAME_MISSING}
     if not repeated:

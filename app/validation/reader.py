@@ -91,7 +91,7 @@ def read_model(path: str | os.PathLike[str]) -> LoadedModel:
     model = rhino3dm.File3dm.Read(str(p))
     if model is None:
         raise UnreadableModelError("corrupt .3dm file: openNURBS could not read the archive", "corrupt")
-    if records and len(model.Objects) == 0:
+    if records and len(model.Objects) == 0:  # type: ignore[arg-type]  # stubs lack File3dmObjectTable.__len__
         raise UnreadableModelError(f"corrupt .3dm file: none of its {records} object records could be read", "corrupt")
     return LoadedModel(model, p, size, version, records)
 

@@ -21,6 +21,7 @@ privileges. Linux only for the memory cap (elsewhere the watchdog still applies)
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import faulthandler
 import json
@@ -104,7 +105,8 @@ def _supervise(pid: int, fd: int, deadline: float,
     """Read the child's JSON lines until it closes the pipe or the deadline passes (then SIGKILL).
     Also samples the child's peak address space and resident size (KiB), which a crash or a
     SIGKILL takes with it."""
-    buffer, lines, received, vm_peak, hwm = bytearray(), [], 0, 0, 0
+    lines: list[Any] = []
+    buffer, received, vm_peak, hwm = bytearray(), 0, 0, 0
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -132,10 +134,8 @@ def _supervise(pid: int, fd: int, deadline: float,
 
 
 def _kill(pid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def _child(fd: int, parent: int, limits: Limits, target: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],

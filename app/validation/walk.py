@@ -50,9 +50,9 @@ class ObjectData:
     count: int = 0
     kinds: list[str] = field(default_factory=list)
     names: list[str] = field(default_factory=list)
-    layers: array = field(default_factory=lambda: array("i"))  # layer index per object
+    layers: array[int] = field(default_factory=lambda: array("i"))  # layer index per object
     # 6 doubles per object: minx, miny, minz, maxx, maxy, maxz; NaN where there is no box
-    boxes: array = field(default_factory=lambda: array("d"))
+    boxes: array[float] = field(default_factory=lambda: array("d"))
     no_box: set[int] = field(default_factory=set)  # box unknown (check error) or not meaningful
     invalid: list[int] = field(default_factory=list)
     in_block: set[int] = field(default_factory=set)  # members of block (instance) definitions
@@ -71,7 +71,7 @@ class ObjectData:
 
 
 _OTHER, _POINT, _SOLID, _ANNOTATION, _INSTANCE, _DETAIL = range(6)
-_PAGE = rhino3dm.ActiveSpace.PageSpace
+_PAGE = rhino3dm.ActiveSpace.PageSpace  # type: ignore[attr-defined]  # in rhino3dm, not in its stubs
 
 
 class _DimStyles:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from celery import Task
 
 from app.core import agents
+from app.core.redis import get_redis
 
 
 class LibrarianTask(Task):
@@ -22,12 +24,8 @@ class LibrarianTask(Task):
         self.update_state(state="PROGRESS", meta={"percent": percent, **meta})
         owner = self.owner
         if owner:
-            from app.core.redis import get_redis
-
-            try:
+            with contextlib.suppress(Exception):  # an event listener is best effort; the task goes on
                 agents.publish_status(get_redis(), owner, {
                     "event": "progress", "task_id": self.request.id, "task_name": self.name,
                     "percent": percent, **meta,
                 })
-            except Exception:  # an event listener is best effort; the task goes on
-                pass

@@ -15,26 +15,23 @@ from celery.worker.consumer import Consumer
 from vine import promise
 
 from app.core.config import settings
+from app.observability.metrics import TASKS_REJECTED
 
 logger = logging.getLogger("librarian.worker.consumer")
 
 
 class LibrarianConsumer(Consumer):
     def on_decode_error(self, message: Any, exc: Exception) -> None:
-        from app.observability.metrics import TASKS_REJECTED
-
         TASKS_REJECTED.labels("decode_error").inc()
         super().on_decode_error(message, exc)
 
-    def create_task_handler(self, promise: Any = promise) -> Any:
+    def create_task_handler(self, promise: Any = promise) -> Any:  # private: celery.Consumer.create_task_handler
         handler = super().create_task_handler(promise)
         limit = settings.MAX_MESSAGE_BYTES
 
         def on_task_received(message: Any) -> Any:
             body = getattr(message, "body", b"") or b""
             if len(body) > limit:
-                from app.observability.metrics import TASKS_REJECTED
-
                 TASKS_REJECTED.labels("oversize").inc()
                 logger.error("message refused: %d bytes is over MAX_MESSAGE_BYTES=%d", len(body), limit)
                 message.reject_log_error(logger, self.connection_errors)

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
 
 import structlog
 from celery.worker import state
 from celery.worker.request import Request
 
 from app.core import agents
+from app.core.redis import get_redis
 
 log = structlog.get_logger("librarian.worker.pause")
 
@@ -40,8 +40,6 @@ class PauseRegistry:
         self._stop.set()
 
     def _run(self) -> None:
-        from app.core.redis import get_redis
-
         while not self._stop.is_set():
             try:
                 client = get_redis()
@@ -59,7 +57,7 @@ class PauseRegistry:
                     if time.monotonic() - refreshed > REFRESH_SECONDS:
                         self.paused = agents.paused_users(client)
                         refreshed = time.monotonic()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 (Redis down or restarted: resubscribe)
                 log.warning("pause listener lost redis, retrying", error=type(exc).__name__)
                 self._stop.wait(1.0)
 
@@ -70,19 +68,17 @@ registry = PauseRegistry()
 class PausableRequest(Request):
     _held = False
 
-    def revoked(self) -> bool:
+    def revoked(self) -> bool:  # private: celery.Request.revoked_before_pool
         if self._held:
             return True
-        owner = self._request_dict.get(agents.OWNER_HEADER)
+        owner = self._request_dict.get(agents.OWNER_HEADER)  # private: celery.Request._request_dict
         if owner and owner in registry.paused:
             self._hold(owner)
             return True
         return super().revoked()
 
     def _hold(self, owner: str) -> None:
-        from app.core.redis import get_redis
-
-        agents.hold_message(get_redis(), owner, self._message._raw)
+        agents.hold_message(get_redis(), owner, self._message._raw)  # private: celery.Request._message
         self._held = True
         self.acknowledge()
         state.task_ready(self)

@@ -1,4 +1,5 @@
-"""The worker's fast /metrics renderer gives the same samples as prometheus_client's own merge."""
+"""The worker's fast /metrics renderer gives the same samples as prometheus_client's own merge
+(METRICS_EXPOSITION=fast and =stock serve the same series and values)."""
 
 from __future__ import annotations
 
@@ -21,21 +22,28 @@ WRITER = textwrap.dedent("""
             for _ in range(random.randint(1, 20)):
                 m.TASK_RUNTIME.labels(task, queue, "success").observe(random.random() * 100)
     m.TASKS_ACTIVE.inc(2)
+    m.TASKS_REJECTED.labels("decode_error").inc(int(os.environ["SEED"]))
 """)
 
 READER = textwrap.dedent("""
     import os, sys
     from prometheus_client import CollectorRegistry, generate_latest, multiprocess
     from pathlib import Path
+    from app.core.config import settings
     from app.observability.metrics_server import make_app, reap_dead_processes
     reap_dead_processes(Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]))  # as each scrape does first
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry, path=os.environ["PROMETHEUS_MULTIPROC_DIR"])
-    sys.stdout.write(generate_latest(registry).decode())
-    sys.stdout.write("\\n=====\\n")
-    out = make_app([])({"PATH_INFO": "/metrics"}, lambda *a: None)
-    sys.stdout.write(b"".join(out).decode())
+    texts = [generate_latest(registry).decode()]
+    for mode in ("fast", "stock"):
+        settings.METRICS_EXPOSITION = mode
+        texts.append(b"".join(make_app([])({"PATH_INFO": "/metrics"}, lambda *a: None)).decode())
+    sys.stdout.write("\\n=====\\n".join(texts))
 """)
+
+
+def families(text: str) -> set[tuple[str, str, str]]:
+    return {(family.name, family.type, family.documentation) for family in text_string_to_metric_families(text)}
 
 
 def samples(text: str) -> set[tuple[str, tuple, float]]:
@@ -46,23 +54,30 @@ def samples(text: str) -> set[tuple[str, tuple, float]]:
     }
 
 
-def test_fast_renderer_matches_prometheus_client(tmp_path):
-    env = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "PATH": "/usr/bin:/bin", "ENVIRONMENT": "test",
-           "FLOWER_PASSWORD": "not-a-placeholder"}
+def test_fast_and_stock_expositions_match_prometheus_client(tmp_path):
+    env = {
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
+        "PATH": "/usr/bin:/bin",
+        "ENVIRONMENT": "test",
+        "FLOWER_PASSWORD": "not-a-placeholder",
+    }
     for seed in (1, 2, 3):  # three writer processes, like pool children
         subprocess.run([sys.executable, "-c", WRITER], env={**env, "SEED": str(seed)}, cwd=ROOT, check=True)
-    out = subprocess.run([sys.executable, "-c", READER], env=env, cwd=ROOT, check=True,
-                         capture_output=True, text=True).stdout
-    reference, fast = out.split("\n=====\n")
+    out = subprocess.run(
+        [sys.executable, "-c", READER], env=env, cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout
+    reference, fast, stock = out.split("\n=====\n")
     assert samples(reference), "the writers wrote nothing"
     assert samples(fast) == samples(reference)
+    assert samples(stock) == samples(reference)
+    assert families(fast) == families(stock) == families(reference)
 
 
 RESCRAPE = textwrap.dedent("""
     import os, sys
     from prometheus_client import CollectorRegistry, generate_latest, multiprocess
     from app.observability import metrics as m
-    from app.observability.metrics_server import MultiProcessExposition
+    from app.observability.metrics_render import MultiProcessExposition
 
     def reference():
         registry = CollectorRegistry()
@@ -84,10 +99,15 @@ RESCRAPE = textwrap.dedent("""
 
 
 def test_a_second_scrape_shows_changed_values_and_keeps_unchanged_ones(tmp_path):
-    env = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "PATH": "/usr/bin:/bin", "ENVIRONMENT": "test",
-           "FLOWER_PASSWORD": "not-a-placeholder"}
-    out = subprocess.run([sys.executable, "-c", RESCRAPE], env=env, cwd=ROOT, check=True,
-                         capture_output=True, text=True).stdout
+    env = {
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
+        "PATH": "/usr/bin:/bin",
+        "ENVIRONMENT": "test",
+        "FLOWER_PASSWORD": "not-a-placeholder",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", RESCRAPE], env=env, cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout
     first, second, third, reference = out.split("\n=====\n")
     started = {labels: value for name, labels, value in samples(second) if name == "librarian_tasks_started_total"}
     assert started[(("queue", "default"), ("task", "a.one"))] == 5.0
@@ -95,3 +115,23 @@ def test_a_second_scrape_shows_changed_values_and_keeps_unchanged_ones(tmp_path)
     assert samples(first) != samples(second)
     assert samples(second) == samples(reference)
     assert third == second
+
+
+def test_the_setting_chooses_the_exposition(tmp_path, monkeypatch):
+    """METRICS_EXPOSITION=stock never touches the fast path, and fast never the stock one."""
+    from app.core.config import settings
+    from app.observability import metrics_server
+
+    class Refused:
+        def __init__(self, path):  # type: ignore[no-untyped-def]
+            raise AssertionError("the other exposition was used")
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    for mode, other in (("stock", "MultiProcessExposition"), ("fast", "StockExposition")):
+        with monkeypatch.context() as patch:
+            patch.setattr(settings, "METRICS_EXPOSITION", mode)
+            patch.setattr(metrics_server, other, Refused)
+            statuses: list[str] = []
+            app = metrics_server.make_app([])
+            app({"PATH_INFO": "/metrics"}, lambda status, _headers, seen=statuses: seen.append(status))
+            assert statuses == ["200 OK"], mode

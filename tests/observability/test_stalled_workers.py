@@ -15,7 +15,9 @@ import pytest
 import redis
 
 from app.observability.celery_metrics import PUBLISHED_AT
-from app.worker.heartbeat import INDEX_KEY, KEY_PREFIX, mark_stalled
+from app.broker.keys import WORKER_PREFIX as KEY_PREFIX
+from app.broker.keys import WORKERS as INDEX_KEY
+from app.core.workers import mark_stalled
 from tests.conftest import stack_env, start_api
 
 pytestmark = pytest.mark.integration

@@ -44,7 +44,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("librarian_task_exceptions_total", "counter", (*TASK, "exception"), "librarian", WORKER),
     Metric("librarian_tasks_rejected_total", "counter", ("reason",), "librarian", WORKER),
     Metric("librarian_tasks_unknown_total", "counter", (), "librarian", WORKER),
-    Metric("librarian_messages_recovered_total", "counter", (), "librarian", WORKER),
+    Metric("librarian_messages_recovered_total", "counter", ("reason",), "librarian", WORKER),
     Metric("librarian_task_runtime_seconds", "histogram", (*TASK, "outcome"), "librarian", WORKER),
     Metric("librarian_task_queue_wait_seconds", "histogram", TASK, "librarian", WORKER),
     Metric("librarian_tasks_active", "gauge", (), "librarian", WORKER),

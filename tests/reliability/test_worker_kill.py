@@ -159,7 +159,7 @@ def test_a_message_popped_by_a_worker_killed_before_recording_it_is_republished(
     """kombu's Redis transport takes a message off the queue with BRPOP and only then records it in
     `unacked`; a worker SIGKILLed in between (here: frozen with SIGSTOP while its BRPOP is served)
     takes the message with it: it is in no queue and not in `unacked`. Librarian's publish journal
-    (app/worker/transport.py) still holds it, and the next worker republishes it after the grace."""
+    (app/broker/journal.py) still holds it, and the next worker republishes it after the grace."""
     stack.stop_workers()
     worker = stack.start_worker("wpop", extra=("--concurrency", "1"))
     producer = stack.producer()
@@ -186,7 +186,7 @@ def test_a_message_popped_by_a_worker_killed_before_recording_it_is_republished(
     replacement = stack.start_worker("wpop2", extra=("--concurrency", "1"))
     stack.wait_states([task_id], {"SUCCESS"}, timeout=60)
     recovered_in = time.monotonic() - killed_at
-    recovered = value(scrape(replacement.metrics_url), "librarian_messages_recovered_total")
+    recovered = value(scrape(replacement.metrics_url), "librarian_messages_recovered_total", reason="lost_in_transit")
     report("message popped by a killed worker", attempts=attempts, where_after_kill=located["where"][task_id],
            recovered_in_s=round(recovered_in, 1), messages_recovered=recovered,
            rows=stack.writes(f"pop-{task_id[:8]}"), journal_left=client.hlen("librarian:journal"))

@@ -4,7 +4,7 @@ With exactly one task running (a free pool slot, so a BRPOP is pending) when the
 away, Celery's clean-up of the lost connection made kombu 5.7 raise AttributeError on the old
 channel (restoring its unacknowledged message, then acknowledging the task that finished after
 the outage); Celery logged "Unrecoverable error" and the worker never consumed again. Found as
-the intermittent failure of tests/api/test_degradation.py; fixed in app/worker/transport.py.
+the intermittent failure of tests/api/test_degradation.py; fixed in app/broker/transport.py.
 """
 
 from __future__ import annotations

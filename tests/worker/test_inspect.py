@@ -57,7 +57,7 @@ def test_inspect_command_answers_from_the_worker(worker, node, command):
         assert "librarian.maintenance.health_check" in reply and "librarian.demo.process" in reply, reply
     elif command == "conf":
         assert reply["task_default_queue"] == "default"
-        assert reply["broker_transport"] == "app.worker.transport:Transport", reply["broker_transport"]
+        assert reply["broker_transport"] == "app.broker.transport:Transport", reply["broker_transport"]
     elif command == "active_queues":
         assert sorted(q["name"] for q in reply) == ["default", "maintenance", "pipeline", "validation"], reply
     assert "Control command error" not in worker.output()[log_start:], worker.tail()
@@ -88,7 +88,7 @@ def test_connection_names_our_transport_by_the_url_scheme(url, cls_name):
 
     from kombu.utils.json import dumps
 
-    from app.worker import transport
+    from app.broker import transport
     from app.worker.celery_app import LibrarianAMQP
 
     scheme = url.split("://", 1)[0]

@@ -10,6 +10,7 @@ from celery.result import AsyncResult
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from starlette.concurrency import run_in_threadpool
 
+from app import crud
 from app.api.deps import CeleryDep, RedisDep, RulesetQuery, SessionDep
 from app.api.ratelimit import rate_limit, upload_limiter
 from app.api.schemas import ErrorBody, FieldErrorBody, PartList, PartPublic, PartSubmitted, RulesetChoice
@@ -21,13 +22,12 @@ from app.core.cache import cache_delete, cache_get, cache_set, report_key
 from app.core.config import settings
 from app.core.errors import DependencyUnavailable
 from app.core.storage import resolve_in_storage, sanitize_filename
-from app import crud
 from app.models import FINISHED_STATUSES, Part, PartStatus, RulesetVersion
 
 router = APIRouter(prefix="/parts", tags=["parts"])
 
 VALIDATE_TASK = "librarian.validation.validate_file"
-NOT_FOUND = {404: {"model": ErrorBody, "description": "No such part"}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody, "description": "No such part"}}
 
 
 def to_public(part: Part, celery: Any | None = None) -> PartPublic:

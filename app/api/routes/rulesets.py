@@ -14,7 +14,7 @@ from app.models import RulesetVersion
 
 router = APIRouter(prefix="/rulesets", tags=["rulesets"])
 
-NOT_FOUND = {404: {"model": ErrorBody, "description": "No such ruleset or version"}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody, "description": "No such ruleset or version"}}
 EXAMPLE = {"description": "Team SF: SF-C12-D-001", "name_pattern": "SF-C[0-9]{2}-[A-Z]-[0-9]{3}",
            "name_expected": "SF-Cnn-X-nnn, e.g. SF-C12-D-001"}
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, cast
 from uuid import UUID
 
 from celery.result import AsyncResult
 from fastapi import APIRouter, HTTPException, Path, Query, status
-from sqlalchemy import update
+from sqlalchemy import CursorResult, update
 from sqlmodel import col, select
 
 from app.api.deps import CeleryDep, RedisDep, SessionDep
@@ -24,7 +24,9 @@ TaskId = Annotated[UUID, Path(description="A task id returned by a submit call")
 FINISHED = {"SUCCESS", "FAILURE", "REVOKED"}
 RUNNING = {"STARTED", "PROGRESS"}
 REVOKED_REASON = "revoked through the API (DELETE /api/v1/tasks/{id}) before its validation finished"
-NOT_FOUND = {404: {"model": ErrorBody, "description": "Librarian never issued this id (or it expired)"}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody, "description": "Librarian never issued this id (or it expired)"}
+}
 
 
 def _known_result(celery: CeleryDep, client: RedisDep, task_id: UUID) -> tuple[AsyncResult, str]:
@@ -123,10 +125,11 @@ def _fail_part(session: SessionDep, task_id: str) -> UUID | None:
     part_id = session.exec(select(Part.id).where(Part.task_id == task_id)).first()
     if part_id is None:
         return None
-    changed = session.execute(
+    result = session.execute(
         update(Part)
         .where(col(Part.id) == part_id, col(Part.status).not_in(FINISHED_STATUSES))
         .values(status=PartStatus.FAILED, error=REVOKED_REASON, updated_at=utcnow())
-    ).rowcount
+    )
+    changed = cast("CursorResult[Any]", result).rowcount  # an UPDATE's result is a CursorResult
     session.commit()
     return part_id if changed else None

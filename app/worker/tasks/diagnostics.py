@@ -8,6 +8,7 @@ import signal
 import time
 from datetime import UTC, datetime
 
+from billiard.process import current_process
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlmodel import select
@@ -134,8 +135,6 @@ def crash_pool_child(self: Task, key: str) -> None:
 
     Refuses to run outside a prefork pool child, where it would kill the worker itself.
     """
-    from billiard.process import current_process
-
     if not current_process().name.startswith("ForkPoolWorker"):
         raise RuntimeError("crash_pool_child only runs in a prefork pool child")
     _bump(f"{key}:start", self.request.id)

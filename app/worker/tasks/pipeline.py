@@ -12,9 +12,8 @@ import uuid
 from typing import Any
 
 import structlog
-from celery import chain
+from celery.canvas import Signature
 from sqlalchemy.exc import OperationalError
-from sqlmodel import Session
 
 from app import crud
 from app.core import rulesets
@@ -22,7 +21,7 @@ from app.core.agents import OWNER_HEADER
 from app.core.config import settings
 from app.core.db import session_scope
 from app.core.storage import resolve_in_storage
-from app.models import PIPELINE_STAGES, STAGE_DONE, Batch, BatchItem, Part, PartStatus, utcnow
+from app.models import PIPELINE_STAGES, STAGE_DONE, STAGE_FAILED, PartStatus
 from app.observability.metrics import PIPELINE_DEAD_LETTER, PIPELINE_ITEMS
 from app.pipeline import stages
 from app.worker.base import LibrarianTask
@@ -31,6 +30,7 @@ from app.worker.celery_app import celery_app
 log = structlog.get_logger("librarian.pipeline")
 
 TRANSIENT_ERRORS = (OperationalError, OSError, ConnectionError, TimeoutError)
+QUEUE = "pipeline"
 
 
 class StageTask(LibrarianTask):
@@ -51,33 +51,25 @@ class StageTask(LibrarianTask):
         PIPELINE_DEAD_LETTER.labels(self.stage).inc()
         try:
             with session_scope() as session:
-                item = session.get(BatchItem, uuid.UUID(str(item_id)))
+                item = crud.get_batch_item(session, item_id=uuid.UUID(str(item_id)))
                 if item is not None:
-                    _save(session, item, status=f"{self.stage}_failed", failed_stage=self.stage,
-                          error=f"{type(exc).__name__}: {exc}"[:2000])
-        except Exception as db_exc:
+                    crud.update_batch_item(session, item=item, status=STAGE_FAILED[self.stage],
+                                           failed_stage=self.stage, error=f"{type(exc).__name__}: {exc}"[:2000])
+        except Exception as db_exc:  # noqa: BLE001 (whatever the database says, the task's own failure stands)
             log.error("could not record the stage failure", item_id=item_id, error=type(db_exc).__name__)
-
-
-def _save(session: Session, item: BatchItem, **changes: Any) -> None:
-    for key, value in changes.items():
-        setattr(item, key, value)
-    item.updated_at = utcnow()
-    session.add(item)
-    session.commit()
 
 
 def _run(task: StageTask, item_id: str) -> dict[str, Any]:
     with session_scope() as session:
-        item = session.get(BatchItem, uuid.UUID(item_id))
+        item = crud.get_batch_item(session, item_id=uuid.UUID(item_id))
         if item is None:
             return {"item_id": item_id, "status": "missing"}
         if task.stage == "preprocess":
-            _save(session, item, attempts=item.attempts + 1)
+            crud.update_batch_item(session, item=item, attempts=item.attempts + 1)
         path = resolve_in_storage(item.storage_key)
         outputs = dict(item.outputs or {})
         if task.stage == "validate":
-            batch = session.get(Batch, item.batch_id)
+            batch = crud.get_batch(session, batch_id=item.batch_id)
             ruleset = rulesets.for_task(session, name=batch.ruleset_name if batch else None,
                                         version=batch.ruleset_version if batch else None)
             file_name = item.filename
@@ -88,13 +80,14 @@ def _run(task: StageTask, item_id: str) -> dict[str, Any]:
     else:
         output = getattr(stages, task.stage)(path)
     with session_scope() as session:
-        item = session.get(BatchItem, uuid.UUID(item_id))
+        item = crud.get_batch_item(session, item_id=uuid.UUID(item_id))
         if item is None:
             return {"item_id": item_id, "status": "missing"}
         outputs = {**(item.outputs or {}), task.stage: output}  # a new dict: the JSON column sees the change
-        _save(session, item, outputs=outputs, status=STAGE_DONE[task.stage], failed_stage=None, error=None)
+        crud.update_batch_item(session, item=item, outputs=outputs, status=STAGE_DONE[task.stage],
+                               failed_stage=None, error=None)
     PIPELINE_ITEMS.labels(task.stage, "ok").inc()
-    return {"item_id": item_id, "status": STAGE_DONE[task.stage]}
+    return {"item_id": item_id, "status": STAGE_DONE[task.stage].value}
 
 
 def _publish(item_id: str, outputs: dict[str, Any]) -> dict[str, Any]:
@@ -102,9 +95,11 @@ def _publish(item_id: str, outputs: dict[str, Any]) -> dict[str, Any]:
     report = outputs.get("validate") or {}
     passed = bool((report.get("summary") or {}).get("passed"))
     with session_scope() as session:
-        item = session.get(BatchItem, uuid.UUID(item_id))
-        batch = session.get(Batch, item.batch_id)
-        part = session.get(Part, item.id)
+        item = crud.get_batch_item(session, item_id=uuid.UUID(item_id))
+        if item is None:
+            return {"item_id": item_id, "status": "missing"}
+        batch = crud.get_batch(session, batch_id=item.batch_id)
+        part = crud.get_part(session, part_id=item.id)
         values = {
             "filename": item.filename, "storage_key": item.storage_key, "size_bytes": item.size_bytes,
             "sha256": (outputs.get("preprocess") or {}).get("sha256", item.sha256),
@@ -117,8 +112,9 @@ def _publish(item_id: str, outputs: dict[str, Any]) -> dict[str, Any]:
             part = crud.create_part(session, part_id=item.id, filename=values["filename"],
                                     storage_key=values["storage_key"], size_bytes=values["size_bytes"],
                                     sha256=values["sha256"], owner=values["owner"])
-        crud.update_part(session, part=part, **{k: v for k, v in values.items() if k not in ("filename", "storage_key")})
-        _save(session, item, part_id=part.id)
+        crud.update_part(session, part=part,
+                         **{k: v for k, v in values.items() if k not in ("filename", "storage_key")})
+        crud.update_batch_item(session, item=item, part_id=part.id)
     return {"part_id": item_id, "part_status": values["status"].value}
 
 
@@ -133,12 +129,10 @@ def _stage_task(stage: str) -> Any:
 STAGE_TASKS = {stage: _stage_task(stage) for stage in PIPELINE_STAGES}
 
 
-def item_chain(item_id: str, *, owner: str | None, start: str = "preprocess") -> Any:
-    """The chain of stages for one item, from `start` on."""
+def item_steps(item_id: str, *, owner: str | None, start: str = "preprocess") -> list[Signature]:
+    """The stages for one item from `start` on, in order, each carrying the owner header (pause/resume);
+    publish them as one chain (app.api.submit.Message.chain)."""
     headers = {OWNER_HEADER: owner} if owner else {}
-    first = PIPELINE_STAGES.index(start)
-    return chain(
-        celery_app.signature(f"librarian.pipeline.{stage}", args=[item_id], immutable=True,
-                             headers=headers, queue="pipeline")
-        for stage in PIPELINE_STAGES[first:]
-    )
+    # From the task objects, not by name: publishing then carries their options (time limits, serializer).
+    return [STAGE_TASKS[stage].si(item_id).set(headers=headers, queue=QUEUE)
+            for stage in PIPELINE_STAGES[PIPELINE_STAGES.index(start):]]

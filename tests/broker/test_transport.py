@@ -1,4 +1,5 @@
-"""The publish journal of the Redis transport, against the real session Valkey.
+"""The publish journal (app/broker/journal.py) and the transport that writes it, against the real
+session Valkey.
 
 A worker killed between kombu's BRPOP and its `unacked` write is simulated by popping the message
 off the queue by hand: the message is then in no queue and not in `unacked`, exactly as such a
@@ -14,9 +15,12 @@ import pytest
 import redis
 from kombu import Connection, Exchange, Queue
 
-from app.worker.transport import JOURNAL_INDEX_PREFIX, JOURNAL_KEY, Transport
+from app.broker import journal, keys
+from app.broker.transport import Transport
 
-INDEX = f"{JOURNAL_INDEX_PREFIX}default"
+JOURNAL_KEY = keys.JOURNAL
+INDEX = f"{keys.JOURNAL_INDEX_PREFIX}default"
+NAMES = journal.JournalKeys()
 
 pytestmark = pytest.mark.integration
 
@@ -46,11 +50,19 @@ def publish(connection: Connection, body: dict) -> str:
     return body["n"]
 
 
+def missing(client: redis.Redis) -> list[str]:
+    return journal.missing(client, NAMES, unacked="unacked", queue_keys=["default"])
+
+
+def recover(client: redis.Redis, grace: float) -> list[str]:
+    return journal.recover_lost(client, NAMES, unacked="unacked", queue_keys=["default"], grace=grace)
+
+
 def take(connection: Connection, *, ack: bool) -> dict:
     """Receive one message the way a worker does (into `unacked`), acknowledging it or not."""
     received = []
 
-    def on_message(body, message):  # noqa: ANN001
+    def on_message(body, message):
         received.append((body, message))
 
     with connection.Consumer(QUEUE, callbacks=[on_message], accept=["json"]):
@@ -100,33 +112,31 @@ def test_a_message_lost_between_pop_and_unacked_is_republished_after_the_grace(c
     publish(connection, {"n": "queued"})
     publish(connection, {"n": "in-flight"})
     lost = client.rpop("default")  # what a worker killed right after its BRPOP takes with it
-    channel = connection.default_channel
-    assert channel.missing_messages() == [json.loads(lost)["properties"]["delivery_tag"]]
+    assert missing(client) == [json.loads(lost)["properties"]["delivery_tag"]]
 
-    assert channel.recover_lost_messages(grace=0.5) == [], "first sighting: only noted, a worker may be mid-write"
+    assert recover(client, 0.5) == [], "first sighting: only noted, a worker may be mid-write"
     time.sleep(0.6)
-    republished = channel.recover_lost_messages(grace=0.5)
+    republished = recover(client, 0.5)
     assert len(republished) == 1
     assert client.lindex("default", -1) == lost, "republished as it was, at the tail: taken next"
     assert client.llen("default") == 3  # nothing else was pushed again
-    assert channel.missing_messages() == []
+    assert missing(client) == []
 
     # The two others are accounted for and never republished: one queued, one taken into `unacked`.
     assert take(connection, ack=True) == {"n": "lost"}
     take(connection, ack=False)  # "queued", left in flight
-    assert channel.recover_lost_messages(grace=0.0) == []
-    assert channel.recover_lost_messages(grace=0.0) == []
+    assert recover(client, 0.0) == []
+    assert recover(client, 0.0) == []
     assert client.llen("default") == 1 and client.hlen("unacked") == 1
 
 
 def test_a_message_that_reappears_before_the_grace_is_not_republished(connection, client):
     publish(connection, {"n": "window"})
     popped = client.rpop("default")
-    channel = connection.default_channel
-    assert channel.recover_lost_messages(grace=0.5) == []
+    assert recover(client, 0.5) == []
     client.rpush("default", popped)  # the worker was alive after all: the message is back where it was
     time.sleep(0.6)
-    assert channel.recover_lost_messages(grace=0.5) == []
+    assert recover(client, 0.5) == []
     assert client.llen("default") == 1
     assert client.hlen("librarian:journal:suspects") == 0
 
@@ -145,8 +155,8 @@ def test_messages_kombu_restores_to_the_tail_are_never_taken_for_lost(connection
     channel.qos.restore_unacked()  # what a warm shutdown does: both back at the tail
     assert client.llen("default") == 4 and client.hlen("unacked") == 0
     for _ in range(3):
-        assert channel.missing_messages() == []
-        assert channel.recover_lost_messages(grace=0.0) == []
+        assert missing(client) == []
+        assert recover(client, 0.0) == []
     assert client.llen("default") == 4
 
 

@@ -1,0 +1,71 @@
+"""Keyword-only database operations on batches and their items, shared by the API and the tasks."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlmodel import Session, col, func, select
+
+from app.models import FAILED_ITEM_STATUSES, Batch, BatchItem, ItemStatus, utcnow
+
+
+def create_batch(session: Session, *, batch_id: uuid.UUID, owner: str | None, ruleset_name: str,
+                 ruleset_version: int, items: Sequence[BatchItem]) -> Batch:
+    """The batch row and its items (already built, files already stored), in one commit."""
+    batch = Batch(id=batch_id, owner=owner, total=len(items), ruleset_name=ruleset_name,
+                  ruleset_version=ruleset_version)
+    session.add(batch)
+    session.add_all(items)
+    session.commit()
+    return batch
+
+
+def get_batch(session: Session, *, batch_id: uuid.UUID) -> Batch | None:
+    return session.get(Batch, batch_id)
+
+
+def count_items_by_status(session: Session, *, batch_id: uuid.UUID) -> dict[ItemStatus, int]:
+    """How many items are in each status, in one read: the counts add up to the batch's total."""
+    rows = session.exec(
+        select(BatchItem.status, func.count()).where(BatchItem.batch_id == batch_id).group_by(BatchItem.status)
+    ).all()
+    return {ItemStatus(status): count for status, count in rows}
+
+
+def list_failed_items(session: Session, *, batch_id: uuid.UUID, limit: int = 100) -> list[BatchItem]:
+    """Items in a dead-letter state (`<stage>_failed`)."""
+    query = select(BatchItem).where(BatchItem.batch_id == batch_id, col(BatchItem.status).in_(FAILED_ITEM_STATUSES))
+    return list(session.exec(query.limit(limit)).all())
+
+
+def list_items_to_send(session: Session, *, batch_id: uuid.UUID) -> list[BatchItem]:
+    """What POST /retry sends again: failed items, and items never sent (`pending`)."""
+    to_send = FAILED_ITEM_STATUSES | {ItemStatus.PENDING}
+    return list(session.exec(
+        select(BatchItem).where(BatchItem.batch_id == batch_id, col(BatchItem.status).in_(to_send))
+    ).all())
+
+
+def mark_items_queued(session: Session, *, items: Sequence[BatchItem]) -> None:
+    """The items were published: `queued`, their last error cleared, in one commit."""
+    now = utcnow()
+    for item in items:
+        item.status, item.error, item.updated_at = ItemStatus.QUEUED, None, now
+        session.add(item)
+    session.commit()
+
+
+def get_batch_item(session: Session, *, item_id: uuid.UUID) -> BatchItem | None:
+    return session.get(BatchItem, item_id)
+
+
+def update_batch_item(session: Session, *, item: BatchItem, **changes: Any) -> BatchItem:
+    """Set the fields and commit; the item's attributes reload on their next read."""
+    for key, value in changes.items():
+        setattr(item, key, value)
+    item.updated_at = utcnow()
+    session.add(item)
+    session.commit()
+    return item
