@@ -4,12 +4,14 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help install run test test-fast lock clean bench-validation bench-overhead bench-health bench-e2e bench-scrape
+.PHONY: help install run test test-fast lint lock clean bench bench-validation bench-overhead bench-health bench-e2e bench-scrape bench-hooks bench-hostile
 
 help:
 	@echo "make run      set up .venv and run API, worker, beat, Flower and an embedded Valkey"
-	@echo "make test     set up .venv and run the whole test suite (real processes)"
+	@echo "make test     set up .venv, run make lint, then the whole test suite (real processes)"
+	@echo "make lint     ruff (lint + format check) over app, tests and bench; mypy over app"
 	@echo "make lock     re-pin requirements*.lock from pyproject.toml"
+	@echo "make bench    run every benchmark (quick settings), print a summary, write bench/results/<date>.json"
 	@echo "make clean    WARNING: deletes ALL local data (var/: database, uploads, Valkey data) and .venv"
 
 $(STAMP): pyproject.toml requirements.lock requirements-dev.lock
@@ -23,11 +25,17 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/librarian up
 
-test: $(STAMP)
+test: $(STAMP) lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not integration" $(PYTEST_ARGS)
+
+# Strict mypy for app/validation, app/broker and app/core; the rest of app is checked non-strict (pyproject.toml).
+lint: $(STAMP)
+	$(BIN)/ruff check app tests bench
+	$(BIN)/ruff format --check app tests bench
+	$(BIN)/mypy app
 
 # Re-pin: runtime pins (with the PostgreSQL driver) for the image, runtime + test pins for dev/CI.
 lock:
@@ -36,21 +44,30 @@ lock:
 	.lockenv/bin/pip install --quiet ".[test,postgres]" && .lockenv/bin/pip freeze --exclude librarian > requirements-dev.lock
 	rm -rf .lockenv build *.egg-info
 
-bench-validation: $(STAMP)
-	$(BIN)/python bench/validation.py
+# Benchmarks (docs/performance.md); extra flags: make bench-e2e BENCH_ARGS="--rate 300", make bench BENCH_ARGS="--full"
+bench: $(STAMP)
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
-# Observability benchmarks (docs/performance.md); extra flags: make bench-e2e BENCH_ARGS="--rate 300"
+bench-validation: $(STAMP)
+	$(BIN)/python -m bench.validation $(BENCH_ARGS)
+
 bench-overhead: $(STAMP)
-	$(BIN)/python bench/overhead.py $(BENCH_ARGS)
+	$(BIN)/python -m bench.overhead $(BENCH_ARGS)
 
 bench-e2e: $(STAMP)
-	$(BIN)/python bench/e2e.py $(BENCH_ARGS)
+	$(BIN)/python -m bench.e2e $(BENCH_ARGS)
 
 bench-health: $(STAMP)
-	$(BIN)/python bench/health.py $(BENCH_ARGS)
+	$(BIN)/python -m bench.health $(BENCH_ARGS)
 
 bench-scrape: $(STAMP)
-	$(BIN)/python bench/scrape.py $(BENCH_ARGS)
+	$(BIN)/python -m bench.scrape $(BENCH_ARGS)
+
+bench-hooks: $(STAMP)
+	$(BIN)/python -m bench.hooks $(BENCH_ARGS)
+
+bench-hostile: $(STAMP)
+	$(BIN)/python -m bench.hostile $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

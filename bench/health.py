@@ -1,10 +1,10 @@
 """Worker health check latency: Librarian's heartbeat-based check vs the usual `control.ping` check.
 
-    .venv/bin/python bench/health.py [--requests 500] [--ping-requests 10] [--limit-requests 200]
+    python -m bench.health [--requests 500] [--ping-requests 10] [--keyspace 0,100000,1000000] [--json PATH]
 
 One embedded Valkey, ONE Librarian worker (`librarian worker`, heartbeats every 2 s), Librarian's
-API (`librarian api`) and the bare API (bench/bare_api.py) on the same broker: both checks look at
-the same worker in the same run. Measured over HTTP from this process, one request at a time on a
+API (`librarian api`) and the bare API (bench/baselines/bare_api.py) on the same broker: both checks
+look at the same worker in the same run. Measured over HTTP from this process, one request at a time on a
 keep-alive connection (closed loop), wall time from request to last byte:
   A. GET /health-check/celery                 Librarian: SCAN + MGET of heartbeat keys (2 round trips)
   B. GET /health-check/celery-ping            bare: celery.control.ping(timeout=1.0), the common
@@ -24,10 +24,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import CpuWindow, Stack, fill_keys, machine, summary, table  # noqa: E402
+from bench.support.figures import Figure, add_json_option, write_json
+from bench.support.harness import CpuWindow, Stack, fill_keys, machine, summary, table
 
 TARGET_P99_MS = 20.0
 
@@ -41,7 +40,7 @@ def timed_get(client, path: str, expect: int = 200) -> float:  # type: ignore[no
     return elapsed
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=500, help="requests for A and C each (default 500)")
     parser.add_argument("--ping-requests", type=int, default=10, help="requests for B and D each (~1 s / 0.5 s each)")
@@ -49,7 +48,8 @@ def main() -> int:
     parser.add_argument("--keyspace", default="0,100000,1000000", help="other keys in the db for the sweep")
     parser.add_argument("--sweep-requests", type=int, default=100, help="requests per keyspace size")
     parser.add_argument("--keep", action="store_true")
-    args = parser.parse_args()
+    add_json_option(parser)
+    args = parser.parse_args(argv)
 
     stack = Stack("health", keep=args.keep)
     results: dict[str, list[float]] = {}
@@ -87,14 +87,17 @@ def main() -> int:
             b = [timed_get(bare, "/health-check/celery-ping") for _ in range(args.ping_requests)]
             d = [timed_get(lib, "/health-check/celery?deep=true") for _ in range(args.ping_requests)]
             body = lib.get("/health-check/celery").json()
-            assert body["status"] == "ok" and body["count"] == args.workers, body
+            if body["status"] != "ok" or body["count"] != args.workers:
+                raise RuntimeError(f"unexpected /health-check/celery answer: {body}")
             client = stack.redis()
             have = 0
             for keys in sorted(int(x) for x in args.keyspace.split(",") if x):
                 fill_keys(client, keys, have)
                 have = max(have, keys)
-                sweep[keys] = ([timed_get(lib, "/health-check/celery") for _ in range(args.sweep_requests)],
-                               client.dbsize())
+                sweep[keys] = (
+                    [timed_get(lib, "/health-check/celery") for _ in range(args.sweep_requests)],
+                    client.dbsize(),
+                )
         results = {
             "A  librarian /health-check/celery (heartbeats)": a,
             "B  bare control.ping(timeout=1.0)": b,
@@ -112,24 +115,48 @@ def main() -> int:
     print(table(["check", "n", "p50", "p90", "p99", "max", "mean"], rows))
     if sweep:
         print("\nA with other keys in the Redis database, ms")
-        print(table(["extra keys", "dbsize", "p50", "p99", "max"], [
-            [k, size, *(f"{summary(v)[q] * 1000:.2f}" for q in ("p50", "p99", "max"))] for k, (v, size) in sweep.items()
-        ]))
+        print(
+            table(
+                ["extra keys", "dbsize", "p50", "p99", "max"],
+                [
+                    [k, size, *(f"{summary(v)[q] * 1000:.2f}" for q in ("p50", "p99", "max"))]
+                    for k, (v, size) in sweep.items()
+                ],
+            )
+        )
     a_s, b_s, c_s = summary(a), summary(b), summary(c)
-    print(f"API CPU over A+C: librarian {used['lib_api'] * 1000 / len(a):.2f} ms/request, "
-          f"bare {used['bare_api'] * 1000 / len(c):.2f} ms/request; foreign load "
-          f"{used['foreign'] / (sum(a) + sum(c)):.2f} cores")
+    print(
+        f"API CPU over A+C: librarian {used['lib_api'] * 1000 / len(a):.2f} ms/request, "
+        f"bare {used['bare_api'] * 1000 / len(c):.2f} ms/request; foreign load "
+        f"{used['foreign'] / (sum(a) + sum(c)):.2f} cores"
+    )
     ok = a_s["p99"] * 1000 <= TARGET_P99_MS
     sweep_note = ""
+    figures = [
+        Figure(
+            "/health-check/celery p99",
+            a_s["p99"] * 1000,
+            "ms",
+            baseline=c_s["p99"] * 1000,
+            target=("<=", TARGET_P99_MS),
+        ),
+        Figure("/health-check/celery p50", a_s["p50"] * 1000, "ms", baseline=c_s["p50"] * 1000),
+    ]
     if sweep:
         big = max(sweep)
         big_p99 = summary(sweep[big][0])["p99"] * 1000
         ok = ok and big_p99 <= TARGET_P99_MS
         sweep_note = f"; with {big} other keys p99 {big_p99:.1f} ms"
-    print(f"SUMMARY health: /health-check/celery p50 {a_s['p50'] * 1000:.1f} ms p99 {a_s['p99'] * 1000:.1f} ms vs "
-          f"control.ping(timeout=1.0) p50 {b_s['p50'] * 1000:.0f} ms (x{b_s['p50'] / a_s['p50']:.0f}) and "
-          f"ping limit={args.workers} p50 {c_s['p50'] * 1000:.1f} ms p99 {c_s['p99'] * 1000:.1f} ms; "
-          f"target p99 <= {TARGET_P99_MS:.0f} ms: {'PASS' if ok else 'MISS'}{sweep_note}")
+        figures.append(
+            Figure(f"/health-check/celery p99, {big} other keys", big_p99, "ms", target=("<=", TARGET_P99_MS))
+        )
+    print(
+        f"SUMMARY health: /health-check/celery p50 {a_s['p50'] * 1000:.1f} ms p99 {a_s['p99'] * 1000:.1f} ms vs "
+        f"control.ping(timeout=1.0) p50 {b_s['p50'] * 1000:.0f} ms (x{b_s['p50'] / a_s['p50']:.0f}) and "
+        f"ping limit={args.workers} p50 {c_s['p50'] * 1000:.1f} ms p99 {c_s['p99'] * 1000:.1f} ms; "
+        f"target p99 <= {TARGET_P99_MS:.0f} ms: {'PASS' if ok else 'MISS'}{sweep_note}"
+    )
+    write_json(args.json, "health", figures, args)
     return 0
 
 

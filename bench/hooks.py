@@ -1,6 +1,6 @@
 """Per-task cost of Librarian's own worker hooks, in process (no broker, no pool, no Sentry).
 
-    .venv/bin/python bench/hooks.py [--tasks 20000] [--repeat 5]
+    python -m bench.hooks [--tasks 20000] [--repeat 5] [--json PATH]
 
 The end-to-end overhead benchmark (bench/overhead.py) cannot resolve differences of a few
 microseconds per task on a shared 2-core machine; this one can. It sends, through Celery's own
@@ -24,20 +24,26 @@ import time
 import uuid
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import machine  # noqa: E402
+from bench.support.figures import Figure, add_json_option, write_json
+from bench.support.harness import machine
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tasks", type=int, default=20000)
-    parser.add_argument("--repeat", type=int, default=5)
-    args = parser.parse_args()
+    parser.add_argument("--tasks", type=int, default=20000, help="simulated tasks per repeat (default 20000)")
+    parser.add_argument("--repeat", type=int, default=5, help="repeats, median taken (default 5)")
+    add_json_option(parser)
+    args = parser.parse_args(argv)
 
     tmp = Path(tempfile.mkdtemp(prefix="librarian-bench-hooks-"))
     os.environ.update(
-        PROMETHEUS_MULTIPROC_DIR=str(tmp / "metrics"), LIBRARIAN_PROCESS="worker", LOG_FORMAT="json",
-        LOG_LEVEL="INFO", SENTRY_DSN="", REDIS_URL="redis://127.0.0.1:1/0", VAR_DIR=str(tmp / "var"),
+        PROMETHEUS_MULTIPROC_DIR=str(tmp / "metrics"),
+        LIBRARIAN_PROCESS="worker",
+        LOG_FORMAT="json",
+        LOG_LEVEL="INFO",
+        SENTRY_DSN="",
+        REDIS_URL="redis://127.0.0.1:1/0",
+        VAR_DIR=str(tmp / "var"),
         ENVIRONMENT="development",
     )
     (tmp / "metrics").mkdir()
@@ -50,11 +56,10 @@ def main() -> int:
         from celery import signals
         from celery.worker.request import Request
 
-        from app.worker.celery_app import celery_app  # configures logging (LIBRARIAN_PROCESS=worker)
-        from app.worker.tasks.diagnostics import health_check
-
         import app.worker.signals as worker_signals
         from app.observability.celery_logging import quiet_celery_task_lines
+        from app.worker.celery_app import celery_app  # configures logging (LIBRARIAN_PROCESS=worker)
+        from app.worker.tasks.diagnostics import health_check
 
         quiet_celery_task_lines()
 
@@ -67,22 +72,35 @@ def main() -> int:
             from kombu.message import Message
 
             headers = {
-                "lang": "py", "task": health_check.name, "id": task_id, "root_id": task_id, "parent_id": None,
-                "group": None, "retries": 0, "eta": None, "expires": None, "argsrepr": "()", "kwargsrepr": "{}",
-                "origin": "bench", "ignore_result": False, "librarian_published_at": time.time(),
+                "lang": "py",
+                "task": health_check.name,
+                "id": task_id,
+                "root_id": task_id,
+                "parent_id": None,
+                "group": None,
+                "retries": 0,
+                "eta": None,
+                "expires": None,
+                "argsrepr": "()",
+                "kwargsrepr": "{}",
+                "origin": "bench",
+                "ignore_result": False,
+                "librarian_published_at": time.time(),
             }
             body = ((), {}, {"callbacks": None, "errbacks": None, "chain": None, "chord": None})
-            msg = Message(body=body, headers=headers, content_type="application/x-python-serialize",
-                          content_encoding="binary",
-                          delivery_info={"exchange": "maintenance", "routing_key": "maintenance"},
-                          properties={"correlation_id": task_id, "reply_to": ""})
-            return msg
+            return Message(
+                body=body,
+                headers=headers,
+                content_type="application/x-python-serialize",
+                content_encoding="binary",
+                delivery_info={"exchange": "maintenance", "routing_key": "maintenance"},
+                properties={"correlation_id": task_id, "reply_to": ""},
+            )
 
         def run_once(n: int) -> tuple[float, float]:
             ids = [str(uuid.uuid4()) for _ in range(n)]
             requests = [
-                Request(message(i), app=celery_app, task=health_check, decoded=True, body=((), {}, {}))
-                for i in ids
+                Request(message(i), app=celery_app, task=health_check, decoded=True, body=((), {}, {})) for i in ids
             ]
             started = time.process_time()
             for request in requests:
@@ -91,15 +109,28 @@ def main() -> int:
             started = time.process_time()
             for task_id in ids:
                 health_check.push_request(
-                    id=task_id, delivery_info={"exchange": "maintenance", "routing_key": "maintenance"},
-                    retries=0, hostname="bench@host", librarian_published_at=time.time(), is_eager=False,
+                    id=task_id,
+                    delivery_info={"exchange": "maintenance", "routing_key": "maintenance"},
+                    retries=0,
+                    hostname="bench@host",
+                    librarian_published_at=time.time(),
+                    is_eager=False,
                 )
                 try:
-                    signals.task_prerun.send(sender=health_check, task_id=task_id, task=health_check, args=(), kwargs={})
+                    signals.task_prerun.send(
+                        sender=health_check, task_id=task_id, task=health_check, args=(), kwargs={}
+                    )
                     result = {"status": "ok"}
                     signals.task_success.send(sender=health_check, result=result)
-                    signals.task_postrun.send(sender=health_check, task_id=task_id, task=health_check, args=(),
-                                              kwargs={}, retval=result, state="SUCCESS")
+                    signals.task_postrun.send(
+                        sender=health_check,
+                        task_id=task_id,
+                        task=health_check,
+                        args=(),
+                        kwargs={},
+                        retval=result,
+                        state="SUCCESS",
+                    )
                 finally:
                     health_check.pop_request()
             child_part = time.process_time() - started
@@ -140,11 +171,24 @@ def main() -> int:
     l_main, l_child = med(lib, 0), med(lib, 1)
     print(f"machine: {machine()}")
     print(f"{args.tasks} simulated tasks x {args.repeat} repeats (median); log lines written: {lines}")
-    print(f"  no receivers (bare):   main {b_main:7.1f} us  child {b_child:7.1f} us  total {b_main + b_child:7.1f} us/task")
-    print(f"  Librarian receivers:   main {l_main:7.1f} us  child {l_child:7.1f} us  total {l_main + l_child:7.1f} us/task")
+    sides = (("no receivers (bare):", b_main, b_child), ("Librarian receivers:", l_main, l_child))
+    for label, main_us, child_us in sides:
+        total = main_us + child_us
+        print(f"  {label:22s} main {main_us:7.1f} us  child {child_us:7.1f} us  total {total:7.1f} us/task")
     added = (l_main + l_child) - (b_main + b_child)
-    print(f"SUMMARY hooks: Librarian's signal receivers add {added:.1f} us per successful task "
-          f"(main {l_main - b_main:.1f} us, child {l_child - b_child:.1f} us)")
+    print(
+        f"SUMMARY hooks: Librarian's signal receivers add {added:.1f} us per successful task "
+        f"(main {l_main - b_main:.1f} us, child {l_child - b_child:.1f} us)"
+    )
+    write_json(
+        args.json,
+        "hooks",
+        [
+            Figure("signal dispatch per successful task", l_main + l_child, "us/task", baseline=b_main + b_child),
+            Figure("added by Librarian's receivers", added, "us/task"),
+        ],
+        args,
+    )
     return 0
 
 

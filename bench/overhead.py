@@ -1,9 +1,9 @@
 """Worker overhead: no-op task throughput, fully instrumented Librarian worker vs a bare Celery app.
 
-    .venv/bin/python bench/overhead.py [--tasks 3000] [--rounds 2] [--variants plain,events]
-                                       [--traces-sample-rate 0.0] [--bare-loglevel INFO] [--no-sentry]
+    python -m bench.overhead [--tasks 3000] [--rounds 2] [--variants plain,events]
+                             [--traces-sample-rate 0.0] [--bare-loglevel INFO] [--no-sentry] [--json PATH]
 
-A = bare: bench/bare_app.py (same settings, same task name and body, no instrumentation), run with
+A = bare: bench/baselines/bare_app.py (same settings, same task name and body, no instrumentation), run with
     the same celery command line `librarian worker` execs (prefork, concurrency 2, all queues,
     --without-mingle --without-gossip, --statedb, --loglevel INFO).
 B = Librarian: `librarian worker` as deployed: metrics in multiprocess mode, JSON logs (to a
@@ -37,9 +37,9 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import CpuWindow, Stack, machine, table, wait_ids_done  # noqa: E402
-from _sink import CountingSink  # noqa: E402
+from bench.support.figures import Figure, add_json_option, write_json
+from bench.support.harness import CpuWindow, Stack, machine, table, wait_ids_done
+from tests.utils.sentry_sink import SentrySink
 
 TASK = "librarian.maintenance.health_check"
 TARGET = 0.97
@@ -75,21 +75,26 @@ def count_lines(path: Path, needle: str) -> int:
         return 0
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", type=int, default=3000, help="tasks per worker run (default 3000)")
     parser.add_argument("--rounds", type=int, default=2, help="A/B rounds per variant, order alternating (default 2)")
     parser.add_argument("--variants", default="plain,events", help="plain and/or events (-E); default both")
-    parser.add_argument("--traces-sample-rate", default="0.0", help="Librarian's SENTRY_TRACES_SAMPLE_RATE (default 0.0)")
+    parser.add_argument(
+        "--traces-sample-rate", default="0.0", help="Librarian's SENTRY_TRACES_SAMPLE_RATE (default 0.0)"
+    )
     parser.add_argument("--bare-loglevel", default="INFO", help="bare worker's --loglevel (default INFO, as Librarian)")
-    parser.add_argument("--no-sentry", action="store_true", help="Librarian without SENTRY_DSN (to isolate Sentry's share)")
+    parser.add_argument(
+        "--no-sentry", action="store_true", help="Librarian without SENTRY_DSN (to isolate Sentry's share)"
+    )
     parser.add_argument("--skip-fraction", type=float, default=0.02, help="completions ignored at the start (warm-up)")
     parser.add_argument("--timeout", type=float, default=600.0, help="max seconds to drain one run")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs) for inspection")
-    args = parser.parse_args()
+    add_json_option(parser)
+    args = parser.parse_args(argv)
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
 
-    sink = CountingSink()
+    sink = SentrySink(parse=False)
     stack = Stack("overhead", keep=args.keep)
     try:
         stack.export(SENTRY_DSN=sink.dsn, SENTRY_TRACES_SAMPLE_RATE=args.traces_sample_rate)
@@ -97,14 +102,15 @@ def main() -> int:
         client = stack.redis()
         valkey_pid = stack.server._process.pid
 
-        from bench.bare_app import app as bare_app
-        from app.worker.celery_app import celery_app as librarian_app
         from celery import signals
 
         from app.observability.celery_metrics import _on_publish
+        from app.worker.celery_app import celery_app as librarian_app
+        from bench.baselines.bare_app import app as bare_app
 
-        lib_env = stack.env(SENTRY_DSN="" if args.no_sentry else sink.dsn,
-                            SENTRY_TRACES_SAMPLE_RATE=args.traces_sample_rate)
+        lib_env = stack.env(
+            SENTRY_DSN="" if args.no_sentry else sink.dsn, SENTRY_TRACES_SAMPLE_RATE=args.traces_sample_rate
+        )
         bare_env = stack.env(LOG_LEVEL=args.bare_loglevel)
 
         def one_run(kind: str, variant: str, label: str) -> dict:
@@ -143,19 +149,30 @@ def main() -> int:
             envelopes = sink.snapshot()[0] - sink_before[0]
             logged = count_lines(worker.log_path, '"event": "task succeeded"') if kind == "librarian" else None
             return {
-                "variant": variant, "kind": kind, "label": label, "rate": rate, "span": span,
-                "startup": ready - started, "drain_wall": drained - started,
-                "metric_succeeded": metrics_ok, "log_succeeded": logged, "envelopes": envelopes,
-                "cpu_ms": cpu["worker"] * 1000 / args.tasks, "main_ms": cpu["main"] * 1000 / args.tasks,
+                "variant": variant,
+                "kind": kind,
+                "label": label,
+                "rate": rate,
+                "span": span,
+                "startup": ready - started,
+                "drain_wall": drained - started,
+                "metric_succeeded": metrics_ok,
+                "log_succeeded": logged,
+                "envelopes": envelopes,
+                "cpu_ms": cpu["worker"] * 1000 / args.tasks,
+                "main_ms": cpu["main"] * 1000 / args.tasks,
                 "valkey_ms": cpu["valkey"] * 1000 / args.tasks,
                 "foreign": cpu["foreign"] / (drained - ready),
             }
 
         results: list[dict] = []
         print(f"machine: {machine()}")
-        print(f"{args.tasks} no-op tasks per run, {args.rounds} A/B rounds per variant, variants {variants}, "
-              f"Librarian Sentry {'OFF' if args.no_sentry else 'on, SENTRY_TRACES_SAMPLE_RATE=' + args.traces_sample_rate}, "
-              f"bare --loglevel {args.bare_loglevel}")
+        print(
+            f"{args.tasks} no-op tasks per run, {args.rounds} A/B rounds per variant, variants {variants}, "
+            "Librarian Sentry "
+            f"{'OFF' if args.no_sentry else 'on, SENTRY_TRACES_SAMPLE_RATE=' + args.traces_sample_rate}, "
+            f"bare --loglevel {args.bare_loglevel}"
+        )
         for variant in variants:
             for r in range(args.rounds):
                 order = ("bare", "librarian") if r % 2 == 0 else ("librarian", "bare")
@@ -164,15 +181,23 @@ def main() -> int:
                     results.append(res)
                     extra = ""
                     if kind == "librarian":
-                        extra = (f"  metrics succeeded={res['metric_succeeded']} log lines={res['log_succeeded']}"
-                                 f" sentry envelopes={res['envelopes']}")
-                    print(f"  [{variant} r{r}] {kind:9s} {res['rate']:7.1f} tasks/s  worker CPU {res['cpu_ms']:.2f} ms/task"
-                          f" (main {res['main_ms']:.2f}, pool {res['cpu_ms'] - res['main_ms']:.2f})  valkey {res['valkey_ms']:.2f} ms/task  foreign load {res['foreign']:.2f} cores"
-                          f"  (first→last {res['span']:.2f} s, worker start {res['startup']:.1f} s){extra}", flush=True)
+                        extra = (
+                            f"  metrics succeeded={res['metric_succeeded']} log lines={res['log_succeeded']}"
+                            f" sentry envelopes={res['envelopes']}"
+                        )
+                    print(
+                        f"  [{variant} r{r}] {kind:9s} {res['rate']:7.1f} tasks/s"
+                        f"  worker CPU {res['cpu_ms']:.2f} ms/task"
+                        f" (main {res['main_ms']:.2f}, pool {res['cpu_ms'] - res['main_ms']:.2f})"
+                        f"  valkey {res['valkey_ms']:.2f} ms/task  foreign load {res['foreign']:.2f} cores"
+                        f"  (first→last {res['span']:.2f} s, worker start {res['startup']:.1f} s){extra}",
+                        flush=True,
+                    )
 
         print()
         rows = []
         verdicts = []
+        figures: list[Figure] = []
         for variant in variants:
             pick = [r for r in results if r["variant"] == variant]
             bare = [r["rate"] for r in pick if r["kind"] == "bare"]
@@ -180,30 +205,71 @@ def main() -> int:
             bare_cpu = statistics.median(r["cpu_ms"] for r in pick if r["kind"] == "bare")
             lib_cpu = statistics.median(r["cpu_ms"] for r in pick if r["kind"] == "librarian")
             ratio = statistics.median(lib) / statistics.median(bare)
-            split = {kind: (statistics.median(r["main_ms"] for r in pick if r["kind"] == kind),
-                            statistics.median(r["cpu_ms"] - r["main_ms"] for r in pick if r["kind"] == kind))
-                     for kind in ("bare", "librarian")}
+            split = {
+                kind: (
+                    statistics.median(r["main_ms"] for r in pick if r["kind"] == kind),
+                    statistics.median(r["cpu_ms"] - r["main_ms"] for r in pick if r["kind"] == kind),
+                )
+                for kind in ("bare", "librarian")
+            }
             verdicts.append((variant, ratio, bare_cpu / lib_cpu))
-            rows.append([
-                variant, " ".join(f"{x:.0f}" for x in bare), f"{statistics.median(bare):.1f}",
-                " ".join(f"{x:.0f}" for x in lib), f"{statistics.median(lib):.1f}", f"{ratio:.3f}",
-                f"{bare_cpu:.2f}", f"{lib_cpu:.2f}", f"{bare_cpu / lib_cpu:.3f}",
-                f"{split['bare'][0]:.2f} / {split['bare'][1]:.2f}", f"{split['librarian'][0]:.2f} / {split['librarian'][1]:.2f}",
-                f"{statistics.median(r['foreign'] for r in pick):.2f}",
-            ])
-        print("throughput in tasks/s (drain rate); CPU in ms per task, worker main process + pool children"
-              " (and split: main process / pool children)")
-        print(table(["variant", "bare per round", "bare median", "librarian per round", "librarian median",
-                     "ratio", "bare CPU", "librarian CPU", "CPU ratio (bare/lib)", "bare main / pool",
-                     "librarian main / pool", "foreign load"], rows))
+            figures += [
+                Figure(f"{variant}: instrumented / bare throughput", ratio, "ratio", target=(">=", TARGET)),
+                Figure(f"{variant}: throughput", statistics.median(lib), "tasks/s", baseline=statistics.median(bare)),
+                Figure(f"{variant}: worker CPU per task", lib_cpu, "ms/task", baseline=bare_cpu),
+            ]
+            rows.append(
+                [
+                    variant,
+                    " ".join(f"{x:.0f}" for x in bare),
+                    f"{statistics.median(bare):.1f}",
+                    " ".join(f"{x:.0f}" for x in lib),
+                    f"{statistics.median(lib):.1f}",
+                    f"{ratio:.3f}",
+                    f"{bare_cpu:.2f}",
+                    f"{lib_cpu:.2f}",
+                    f"{bare_cpu / lib_cpu:.3f}",
+                    f"{split['bare'][0]:.2f} / {split['bare'][1]:.2f}",
+                    f"{split['librarian'][0]:.2f} / {split['librarian'][1]:.2f}",
+                    f"{statistics.median(r['foreign'] for r in pick):.2f}",
+                ]
+            )
+        print(
+            "throughput in tasks/s (drain rate); CPU in ms per task, worker main process + pool children"
+            " (and split: main process / pool children)"
+        )
+        print(
+            table(
+                [
+                    "variant",
+                    "bare per round",
+                    "bare median",
+                    "librarian per round",
+                    "librarian median",
+                    "ratio",
+                    "bare CPU",
+                    "librarian CPU",
+                    "CPU ratio (bare/lib)",
+                    "bare main / pool",
+                    "librarian main / pool",
+                    "foreign load",
+                ],
+                rows,
+            )
+        )
         for r in results:
             if r["kind"] == "librarian" and (r["metric_succeeded"] != args.tasks or r["log_succeeded"] != args.tasks):
-                print(f"WARNING {r['label']}: metrics={r['metric_succeeded']} log lines={r['log_succeeded']} "
-                      f"(expected {args.tasks}): instrumentation did not see every task")
+                print(
+                    f"WARNING {r['label']}: metrics={r['metric_succeeded']} log lines={r['log_succeeded']} "
+                    f"(expected {args.tasks}): instrumentation did not see every task"
+                )
         parts = ", ".join(f"{v} {ratio:.3f} (CPU/task ratio {cpu:.3f})" for v, ratio, cpu in verdicts)
         ok = all(ratio >= TARGET for _, ratio, _ in verdicts)
-        print(f"SUMMARY overhead: instrumented/bare no-op throughput (median of {args.rounds}, {args.tasks} tasks): "
-              f"{parts}; target >= {TARGET}: {'PASS' if ok else 'MISS'}")
+        print(
+            f"SUMMARY overhead: instrumented/bare no-op throughput (median of {args.rounds}, {args.tasks} tasks): "
+            f"{parts}; target >= {TARGET}: {'PASS' if ok else 'MISS'}"
+        )
+        write_json(args.json, "overhead", figures, args)
         return 0
     finally:
         stack.close()

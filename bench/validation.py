@@ -1,7 +1,7 @@
 """Validation throughput and memory on the large generated fixture, or on a corpus of real models.
 
-    PYTHONPATH=. python bench/validation.py [--objects 20000] [--repeat 5] [--file PATH]
-    PYTHONPATH=. python bench/validation.py --corpus tests/fixtures/real [--repeat 3]
+    python -m bench.validation [--objects 20000] [--repeat 5] [--file PATH] [--json PATH]
+    python -m bench.validation --corpus tests/fixtures/real [--repeat 3] [--json PATH]
 
 Throughput: the validator (`validate_path`) is compared with a plain rhino3dm
 read-and-walk of the same file (File3dm.Read, then every object's Geometry and
@@ -30,7 +30,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench.support.figures import Figure, add_json_option, write_json
+from bench.support.harness import ROOT
+
+TIME_TARGET = 0.8
+RSS_TARGET = 1.15
 CHILD = r"""
 import json, resource, sys, time
 mode, path = sys.argv[1], sys.argv[2]
@@ -66,16 +70,25 @@ print(json.dumps({"seconds": elapsed, "objects": objects, "maxrss_kb": peak_rss_
 
 
 def run_child(mode: str, path: Path) -> dict[str, float]:
-    out = subprocess.run([sys.executable, "-c", CHILD, mode, str(path)], capture_output=True, text=True, env=_child_env(), check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, mode, str(path)], capture_output=True, text=True, env=_child_env(), check=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def make_fixture(objects: int, directory: Path) -> Path:
     """Generate the large fixture in a child so this process stays small."""
-    code = "import sys; from pathlib import Path; from tests.fixtures.models_3dm import large_model; " \
-           "print(large_model(Path(sys.argv[1]), int(sys.argv[2])))"
-    out = subprocess.run([sys.executable, "-c", code, str(directory), str(objects)],
-                         capture_output=True, text=True, env=_child_env(), check=True)
+    code = (
+        "import sys; from pathlib import Path; from tests.fixtures.models_3dm import large_model; "
+        "print(large_model(Path(sys.argv[1]), int(sys.argv[2])))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(directory), str(objects)],
+        capture_output=True,
+        text=True,
+        env=_child_env(),
+        check=True,
+    )
     return Path(out.stdout.strip().splitlines()[-1])
 
 
@@ -93,7 +106,9 @@ def measure(path: Path, repeat: int) -> dict[str, list[dict[str, float]]]:
     return runs
 
 
-def report(path: Path, runs: dict[str, list[dict[str, float]]], baseline_kb: float, val_baseline_kb: float) -> str:
+def report(
+    path: Path, runs: dict[str, list[dict[str, float]]], baseline_kb: float, val_baseline_kb: float
+) -> tuple[str, list[Figure]]:
     size = path.stat().st_size
     mb = size / 1e6
     t_plain = statistics.median(r["seconds"] for r in runs["plain"])
@@ -109,16 +124,27 @@ def report(path: Path, runs: dict[str, list[dict[str, float]]], baseline_kb: flo
     for mode, t in (("plain read+walk", t_plain), ("validator", t_val)):
         times = " ".join(f"{r['seconds']:.3f}" for r in runs["plain" if mode.startswith("plain") else "validate"])
         print(f"{mode:16s} median {t:.3f} s  ({mb / t:.1f} MB/s, {objects / t:,.0f} objects/s)  runs: {times}")
-    print(f"peak RSS: validator {peak_kb / 1024:.1f} MiB absolute, baselines (import rhino3dm / + app.validation) "
-          f"{baseline_kb / 1024:.1f} / {val_baseline_kb / 1024:.1f} MiB, "
-          f"increase {(peak_kb - val_baseline_kb) / 1024:.1f} MiB = {increase:.2f}x file; "
-          f"plain read+walk increase {(plain_peak_kb - baseline_kb) / 1024:.1f} MiB = {plain_increase:.2f}x file")
-    return (f"validation: {mb / t_val:.1f} MB/s, {objects / t_val:,.0f} objects/s, ratio {ratio:.2f}x of plain read "
-            f"(target >= 0.8), peak RSS increase {model_ratio:.2f}x the plain read's (target <= 1.15x; "
-            f"{increase:.2f}x file size, plain read alone {plain_increase:.2f}x)")
+    print(
+        f"peak RSS: validator {peak_kb / 1024:.1f} MiB absolute, baselines (import rhino3dm / + app.validation) "
+        f"{baseline_kb / 1024:.1f} / {val_baseline_kb / 1024:.1f} MiB, "
+        f"increase {(peak_kb - val_baseline_kb) / 1024:.1f} MiB = {increase:.2f}x file; "
+        f"plain read+walk increase {(plain_peak_kb - baseline_kb) / 1024:.1f} MiB = {plain_increase:.2f}x file"
+    )
+    figures = [
+        Figure(f"{objects} objects: validator / plain read throughput", ratio, "ratio", target=(">=", TIME_TARGET)),
+        Figure(
+            f"{objects} objects: peak RSS increase vs the plain read's", model_ratio, "ratio", target=("<=", RSS_TARGET)
+        ),
+        Figure(f"{objects} objects: validator throughput", mb / t_val, "MB/s", baseline=mb / t_plain),
+    ]
+    return (
+        f"validation: {mb / t_val:.1f} MB/s, {objects / t_val:,.0f} objects/s, ratio {ratio:.2f}x of plain read "
+        f"(target >= {TIME_TARGET}), peak RSS increase {model_ratio:.2f}x the plain read's (target <= "
+        f"{RSS_TARGET}x; {increase:.2f}x file size, plain read alone {plain_increase:.2f}x)"
+    ), figures
 
 
-def corpus(directory: Path, repeat: int) -> str:
+def corpus(directory: Path, repeat: int) -> tuple[str, list[Figure]]:
     """Every model in `directory`: time summed over the files (median of `repeat` interleaved runs
     each), memory as the validator's peak-RSS increase over the plain read's, per file."""
     files = sorted(directory.glob("*.3dm"))
@@ -138,11 +164,28 @@ def corpus(directory: Path, repeat: int) -> str:
         print(f"{path.name[:38]:38s} {runs['validate'][0]['objects']:7d} {tp:8.3f} {tv:8.3f} {mp:9.1f} {mv:10.1f}")
     big = [r for r in ratios if r[2] >= 4.0]  # below a few MiB the increase is allocator noise
     worst = max(big) if big else None
-    return (f"corpus {directory} ({len(files)} files): time ratio {t_plain / t_val:.2f}x of plain read+walk "
-            f"(target >= 0.8; plain {t_plain:.2f} s, validator {t_val:.2f} s); peak RSS increase over the plain "
-            f"read's, files whose model takes >= 4 MiB ({len(big)}): median "
-            f"{statistics.median(r[0] for r in big) if big else float('nan'):.2f}x, worst "
-            f"{worst[0] if worst else float('nan'):.2f}x ({worst[1] if worst else '-'}) (target <= 1.15x)")
+    figures = [
+        Figure(
+            f"corpus ({len(files)} files): validator / plain read time",
+            t_plain / t_val,
+            "ratio",
+            target=(">=", TIME_TARGET),
+        ),
+        Figure(
+            "corpus: worst peak RSS increase vs the plain read's",
+            worst[0] if worst else float("nan"),
+            "ratio",
+            target=("<=", RSS_TARGET),
+        ),
+        Figure("corpus: validator time, all files", t_val, "s", baseline=t_plain),
+    ]
+    return (
+        f"corpus {directory} ({len(files)} files): time ratio {t_plain / t_val:.2f}x of plain read+walk "
+        f"(target >= 0.8; plain {t_plain:.2f} s, validator {t_val:.2f} s); peak RSS increase over the plain "
+        f"read's, files whose model takes >= 4 MiB ({len(big)}): median "
+        f"{statistics.median(r[0] for r in big) if big else float('nan'):.2f}x, worst "
+        f"{worst[0] if worst else float('nan'):.2f}x ({worst[1] if worst else '-'}) (target <= {RSS_TARGET}x)"
+    ), figures
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -151,16 +194,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--file", type=Path, help="benchmark this .3dm instead of generating one")
     parser.add_argument("--corpus", type=Path, help="benchmark every .3dm in this directory (e.g. tests/fixtures/real)")
+    add_json_option(parser)
     args = parser.parse_args(argv)
     if args.corpus:
-        print(corpus(args.corpus, args.repeat))
+        text, figures = corpus(args.corpus, args.repeat)
+        print(text)
+        write_json(args.json, "validation", figures, args)
         return 0
     with tempfile.TemporaryDirectory(prefix="bench-validation-") as tmp:
         path = args.file or make_fixture(args.objects, Path(tmp))
         baseline_kb = min(run_child("baseline", path)["maxrss_kb"] for _ in range(3))
         val_baseline_kb = min(run_child("baseline-validate", path)["maxrss_kb"] for _ in range(3))
         runs = measure(path, args.repeat)
-        print(report(path, runs, baseline_kb, val_baseline_kb))
+        text, figures = report(path, runs, baseline_kb, val_baseline_kb)
+        print(text)
+    write_json(args.json, "validation", figures, args)
     return 0
 
 

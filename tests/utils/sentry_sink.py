@@ -1,4 +1,9 @@
-"""A local HTTP endpoint that accepts Sentry envelopes, so tests assert on what the real SDK sends."""
+"""A local HTTP endpoint that accepts Sentry envelopes, so tests assert on what the real SDK sends.
+
+`SentrySink()` decompresses and parses every envelope into `items` (tests assert on contents).
+`SentrySink(parse=False)` only counts requests and bytes: the benchmarks run it in their own
+process, on the same cores as the worker they measure, so it does as little as possible.
+"""
 
 from __future__ import annotations
 
@@ -37,24 +42,37 @@ def parse_envelope(raw: bytes) -> list[dict[str, Any]]:
     return items
 
 
+def decode(raw: bytes, encoding: str) -> bytes:
+    if encoding == "gzip":
+        return gzip.decompress(raw)
+    if encoding == "deflate":
+        return zlib.decompress(raw)
+    return raw
+
+
 class SentrySink:
-    def __init__(self) -> None:
+    """Serves on 127.0.0.1, a free port, in a daemon thread; `dsn` points an SDK at it."""
+
+    def __init__(self, *, parse: bool = True) -> None:
         self.items: list[dict[str, Any]] = []
+        self.requests = 0
+        self.bytes = 0  # as received (compressed)
         self.lock = threading.Lock()
         sink = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            protocol_version = "HTTP/1.1"  # keep-alive, as Sentry's transport expects
+
+            def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                encoding = self.headers.get("Content-Encoding", "")
-                if encoding == "gzip":
-                    raw = gzip.decompress(raw)
-                elif encoding == "deflate":
-                    raw = zlib.decompress(raw)
+                items = parse_envelope(decode(raw, self.headers.get("Content-Encoding", ""))) if parse else []
                 with sink.lock:
-                    sink.items.extend(parse_envelope(raw))
+                    sink.requests += 1
+                    sink.bytes += len(raw)
+                    sink.items.extend(items)
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", "2")
                 self.end_headers()
                 self.wfile.write(b"{}")
 
@@ -69,6 +87,11 @@ class SentrySink:
     def of_type(self, kind: str) -> list[dict[str, Any]]:
         with self.lock:
             return [item["payload"] for item in self.items if item["type"] == kind]
+
+    def snapshot(self) -> tuple[int, int]:
+        """(requests, bytes) received so far."""
+        with self.lock:
+            return self.requests, self.bytes
 
     def close(self) -> None:
         self.server.shutdown()

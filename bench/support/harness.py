@@ -1,7 +1,8 @@
 """Shared pieces of the benchmarks: a real Valkey, real workers/APIs as subprocesses, statistics.
 
 Processes are started exactly as the integration tests start them (tests/utils/processes.py):
-each in its own process group, stdout+stderr to a log file, stopped with SIGTERM then SIGKILL.
+each in its own process group, cwd the repository root (so `python -m bench...` children find the
+`bench` package), stdout+stderr to a log file, stopped with SIGTERM then SIGKILL.
 Nothing here imports `app.*` except app.core.embedded (no settings): the benchmark sets the
 environment first, so the bench process and its children share one configuration.
 """
@@ -21,13 +22,11 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from tests.utils.processes import ManagedProcess, cli, free_port, wait_http
 
-from tests.utils.processes import ManagedProcess, cli, free_port, wait_http  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
-__all__ = ["ROOT", "ManagedProcess", "cli", "free_port", "wait_http", "Stack", "percentile", "summary", "machine"]
+__all__ = ["ROOT", "ManagedProcess", "Stack", "cli", "free_port", "machine", "percentile", "summary", "wait_http"]
 
 QUEUES = "default,validation,pipeline,maintenance"
 
@@ -67,9 +66,9 @@ def machine() -> str:
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     rows = [[f"{c:.2f}" if isinstance(c, float) else str(c) for c in row] for row in rows]
     widths = [max(len(str(h)), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    line = "  ".join(str(h).ljust(w) for h, w in zip(headers, widths))
+    line = "  ".join(str(h).ljust(w) for h, w in zip(headers, widths, strict=True))
     out = [line, "  ".join("-" * w for w in widths)]
-    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     return "\n".join(out)
 
 
@@ -137,7 +136,7 @@ class Stack:
         port = free_port()
         env = {**env, "WORKER_METRICS_PORT": str(port)}
         if extra:  # Celery options `librarian worker` does not take (e.g. -E): same code path, appended
-            argv = [sys.executable, "-m", "bench._librarian_worker", "--name", f"{name}@%h", "--", *extra]
+            argv = [sys.executable, "-m", "bench.support.librarian_worker", "--name", f"{name}@%h", "--", *extra]
         else:
             argv = cli("worker", "--name", f"{name}@%h")
         process = self.spawn(name, argv, env)
@@ -147,14 +146,32 @@ class Stack:
         return process
 
     def start_bare_worker(self, name: str, env: dict[str, str], *extra: str) -> ManagedProcess:
-        """The bare Celery app (bench/bare_app.py) with the command line `librarian worker` execs."""
+        """The bare Celery app (bench/baselines/bare_app.py) with the command line `librarian worker` execs."""
         statedb = self.tmp / "var" / f"worker-{name}.state"
         statedb.parent.mkdir(parents=True, exist_ok=True)
         argv = [
-            sys.executable, "-m", "celery", "-A", "bench.bare_app:app", "--quiet", "worker",
-            "--pool", "prefork", "--concurrency", env.get("WORKER_CONCURRENCY", "2"),
-            "--queues", QUEUES, "--hostname", f"{name}@%h", "--without-mingle", "--without-gossip",
-            "--statedb", str(statedb), "--loglevel", env.get("LOG_LEVEL", "INFO"), *extra,
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "bench.baselines.bare_app:app",
+            "--quiet",
+            "worker",
+            "--pool",
+            "prefork",
+            "--concurrency",
+            env.get("WORKER_CONCURRENCY", "2"),
+            "--queues",
+            QUEUES,
+            "--hostname",
+            f"{name}@%h",
+            "--without-mingle",
+            "--without-gossip",
+            "--statedb",
+            str(statedb),
+            "--loglevel",
+            env.get("LOG_LEVEL", "INFO"),
+            *extra,
         ]
         process = self.spawn(name, argv, env)
         process.wait_for(r"\bready\.", timeout=90)
@@ -170,7 +187,7 @@ class Stack:
 
     def start_bare_api(self, name: str, env: dict[str, str]) -> tuple[ManagedProcess, str]:
         port = free_port()
-        argv = [sys.executable, "-m", "bench.bare_api", "--port", str(port)]
+        argv = [sys.executable, "-m", "bench.baselines.bare_api", "--port", str(port)]
         process = self.spawn(name, argv, env)
         base = f"http://127.0.0.1:{port}"
         wait_http(f"{base}/ok", timeout=90, process=process)
@@ -210,7 +227,7 @@ def wait_ids_done(client: Any, ids: list[str], timeout: float, poll: float = 0.2
         for task_id in chunk:
             pipe.get(f"celery-task-meta-{task_id}")
         done = set()
-        for task_id, raw in zip(chunk, pipe.execute()):
+        for task_id, raw in zip(chunk, pipe.execute(), strict=True):
             if raw and b'"status": "SUCCESS"' in raw:
                 done.add(task_id)
         pending = [t for t in pending if t not in done]
@@ -305,7 +322,9 @@ class CpuWindow:
         used["bench"] = _self_cpu() - self.self_start
         used["machine"] = busy - self.machine[0]
         used["capacity"] = total - self.machine[1]
-        used["foreign"] = max(0.0, used["machine"] - sum(v for k, v in used.items() if k not in ("machine", "capacity")))
+        used["foreign"] = max(
+            0.0, used["machine"] - sum(v for k, v in used.items() if k not in ("machine", "capacity"))
+        )
         return {**used, **singles}
 
 

@@ -1,6 +1,6 @@
 """`librarian api`, with the task counters of NAMES task names on every queue already in its registry.
 
-    python -m bench._api_populated --port P --names 50
+    python -m bench.support.api_populated --port P --names 50
 
 The API's registry is in-process (one uvicorn process, no multiprocess mode); the only task family
 the API itself increments is librarian_tasks_sent_total, so that is what is filled (NAMES x 4
@@ -24,7 +24,7 @@ def main() -> None:
     from app.core.config import QUEUES, settings
     from app.observability import metrics as m
     from app.observability.logging import configure_logging
-    from bench._populate import task_names
+    from bench.support.populate import task_names
 
     configure_logging("api")
     for name in task_names(args.names):

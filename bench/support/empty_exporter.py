@@ -1,6 +1,6 @@
 """The scrape baseline: prometheus_client's own exporter over an EMPTY registry.
 
-    python -m bench._empty_exporter PORT
+    python -m bench.support.empty_exporter PORT
 
 Same server stack as the worker's /metrics (wsgiref ThreadingWSGIServer), nothing to collect:
 what any scrape costs before a single metric is read.

@@ -1,6 +1,6 @@
 """Write Librarian's task metrics for many task names into a multiprocess directory, then exit.
 
-    PROMETHEUS_MULTIPROC_DIR=dir python -m bench._populate ROLE NAMES [SECONDS]
+    PROMETHEUS_MULTIPROC_DIR=dir python -m bench.support.populate ROLE NAMES [SECONDS]
 
 With SECONDS, it keeps writing every series again and again for that long (every value changes
 between two scrapes: the worst case for a scrape, which reuses the text of unchanged series).

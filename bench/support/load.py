@@ -59,12 +59,19 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
 
 
 async def open_loop(
-    host: str, port: int, path: str, *, rate: float, duration: float, method: str = "POST",
-    timeout: float = 10.0, max_connections: int = 512, record: bool = True,
+    host: str,
+    port: int,
+    path: str,
+    *,
+    rate: float,
+    duration: float,
+    method: str = "POST",
+    timeout: float = 10.0,
+    max_connections: int = 512,
+    record: bool = True,
 ) -> LoadResult:
     request = (
-        f"{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Length: 0\r\n"
-        f"User-Agent: librarian-bench\r\n\r\n"
+        f"{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Length: 0\r\nUser-Agent: librarian-bench\r\n\r\n"
     ).encode()
     result = LoadResult(offered_rate=rate, duration=duration)
     idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
@@ -88,7 +95,7 @@ async def open_loop(
             status = await asyncio.wait_for(_read_response(reader), timeout)
             done = clock()
             idle.append((reader, writer))
-        except Exception:
+        except Exception:  # noqa: BLE001 (any failed request counts as an error; the run goes on)
             result.errors += 1
             open_count -= 1
             return

@@ -4,7 +4,7 @@
 (app.cli.main.cmd_worker: multiprocess dir, env, exec of the same celery command line) and
 appends what follows `--` to the exec'd argv:
 
-    python -m bench._librarian_worker --name w@%h -- -E
+    python -m bench.support.librarian_worker --name w@%h -- -E
 """
 
 from __future__ import annotations

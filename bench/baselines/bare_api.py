@@ -1,6 +1,6 @@
-"""The baseline API: a bare FastAPI app around bench/bare_app.py's Celery app, no instrumentation.
+"""The baseline API: a bare FastAPI app around bench/baselines/bare_app.py's Celery app, no instrumentation.
 
-    python -m bench.bare_api --port 8001     (REDIS_URL from the environment)
+    python -m bench.baselines.bare_api --port 8001     (REDIS_URL from the environment)
 
 POST /submit                  celery.send_task of the demo job (what Librarian's POST /api/v1/tasks/test
                               publishes), answers {task_id, status, message}
@@ -23,7 +23,7 @@ from celery.result import AsyncResult
 from fastapi import FastAPI, Query
 from fastapi.responses import JSONResponse
 
-from bench.bare_app import app as celery
+from bench.baselines.bare_app import app as celery
 
 api = FastAPI(title="bare")
 
@@ -51,7 +51,9 @@ def celery_ping(
 ) -> JSONResponse:
     replies = celery.control.ping(timeout=timeout, limit=limit) or []
     workers = sorted(name for reply in replies for name in reply)
-    return JSONResponse({"status": "ok" if workers else "down", "workers": workers}, status_code=200 if workers else 503)
+    return JSONResponse(
+        {"status": "ok" if workers else "down", "workers": workers}, status_code=200 if workers else 503
+    )
 
 
 def main() -> None:
