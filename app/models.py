@@ -89,8 +89,12 @@ class ItemStatus(StrEnum):
 
 
 STAGE_DONE = {  # the item status once a stage has finished
-    "preprocess": ItemStatus.PREPROCESSED, "parse": ItemStatus.PARSED, "classify": ItemStatus.CLASSIFIED,
-    "extract": ItemStatus.EXTRACTED, "validate": ItemStatus.VALIDATED, "publish": ItemStatus.PUBLISHED,
+    "preprocess": ItemStatus.PREPROCESSED,
+    "parse": ItemStatus.PARSED,
+    "classify": ItemStatus.CLASSIFIED,
+    "extract": ItemStatus.EXTRACTED,
+    "validate": ItemStatus.VALIDATED,
+    "publish": ItemStatus.PUBLISHED,
 }
 STAGE_FAILED = {stage: ItemStatus(f"{stage}_failed") for stage in PIPELINE_STAGES}
 FAILED_ITEM_STATUSES = frozenset(STAGE_FAILED.values())
@@ -126,10 +130,14 @@ class BatchItem(SQLModel, table=True):
     sha256: str = Field(default="", max_length=64)
     # Stored as the enum's values in a VARCHAR(40), as when it was a plain string (SQLModel's
     # default for an enum would store the member names, e.g. "QUEUED").
-    status: ItemStatus = Field(default=ItemStatus.QUEUED, sa_column=Column(
-        SAEnum(ItemStatus, native_enum=False, length=40, values_callable=lambda e: [m.value for m in e]),
-        nullable=False, index=True,
-    ))
+    status: ItemStatus = Field(
+        default=ItemStatus.QUEUED,
+        sa_column=Column(
+            SAEnum(ItemStatus, native_enum=False, length=40, values_callable=lambda e: [m.value for m in e]),
+            nullable=False,
+            index=True,
+        ),
+    )
     failed_stage: str | None = Field(default=None, max_length=20)
     error: str | None = Field(default=None, max_length=2000)
     attempts: int = 0

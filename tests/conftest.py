@@ -68,7 +68,8 @@ class Broker:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
-        "--update-golden", action="store_true",
+        "--update-golden",
+        action="store_true",
         help="rewrite tests/fixtures/real/expected/*.json from the current validator (review the git diff)",
     )
 
@@ -89,9 +90,7 @@ def broker() -> Iterator[Broker]:
         return
     from app.core.embedded import embedded_server
 
-    server = embedded_server(
-        port=urlsplit(REDIS_URL).port, data_dir=TMP / "valkey", password=REDIS_PASSWORD
-    )
+    server = embedded_server(port=urlsplit(REDIS_URL).port, data_dir=TMP / "valkey", password=REDIS_PASSWORD)
     server.start()
     try:
         yield Broker(REDIS_URL, REDIS_PASSWORD, server)

@@ -65,4 +65,3 @@ def install_error_handlers(app: FastAPI) -> None:
         ]
         # FastAPI's documented shape (HTTPValidationError in /openapi.json), without echoing input.
         return JSONResponse(status_code=422, content={"detail": errors})
-

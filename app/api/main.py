@@ -48,6 +48,7 @@ async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         with_startup_retries(init_db)
     except Exception as exc:  # noqa: BLE001 (the API still starts; /health reports the database as down)
         logger.error("database init failed", error=type(exc).__name__)
+
     def sync() -> None:
         with session_scope() as session:
             sync_files(session)

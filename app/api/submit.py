@@ -36,8 +36,7 @@ class Message:
         `chain(...).apply_async()` sends."""
         first, rest = steps[0], steps[1:]
         options = {**first.options, "chain": list(reversed(rest))} if rest else dict(first.options)
-        return cls(first.task, args=first.args, kwargs=first.kwargs, options=options,
-                   task_id=task_id or str(uuid4()))
+        return cls(first.task, args=first.args, kwargs=first.kwargs, options=options, task_id=task_id or str(uuid4()))
 
 
 def submit(
@@ -75,8 +74,15 @@ def submit_many(celery: Celery, client: redis.Redis, messages: Sequence[Message]
     try:
         with celery.producer_or_acquire() as producer:
             for message in messages:
-                celery.send_task(message.name, args=message.args, kwargs=message.kwargs, task_id=message.task_id,
-                                 producer=producer, retry=False, **message.options)
+                celery.send_task(
+                    message.name,
+                    args=message.args,
+                    kwargs=message.kwargs,
+                    task_id=message.task_id,
+                    producer=producer,
+                    retry=False,
+                    **message.options,
+                )
                 sent += 1
                 yield message.task_id
     except PUBLISH_ERRORS as exc:

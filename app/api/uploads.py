@@ -79,8 +79,14 @@ def _disposition(value: str) -> tuple[str, str | None]:
 
 
 async def receive_files(
-    request: Request, *, incoming_dir: Path, max_file_bytes: int, max_files: int, too_many_status: int = 413,
-    file_field: str = "file", text_fields: tuple[str, ...] = TEXT_FIELDS,
+    request: Request,
+    *,
+    incoming_dir: Path,
+    max_file_bytes: int,
+    max_files: int,
+    too_many_status: int = 413,
+    file_field: str = "file",
+    text_fields: tuple[str, ...] = TEXT_FIELDS,
 ) -> tuple[list[ReceivedFile], dict[str, str]]:
     """Parse a multipart body into temp files under `incoming_dir` and small text fields.
 
@@ -130,8 +136,11 @@ async def receive_files(
         current.field_name, current.filename = _disposition(current.headers.get("content-disposition", ""))
         if current.field_name != file_field and (current.filename is not None or current.field_name not in text_fields):
             what = "a file in the form field" if current.filename is not None else "unknown form field"
-            fail(422, f"{what} {current.field_name[:100]!r}: send the file(s) in the multipart field {file_field!r}"
-                      + (f" (text fields: {', '.join(text_fields)})" if text_fields else ""))
+            fail(
+                422,
+                f"{what} {current.field_name[:100]!r}: send the file(s) in the multipart field {file_field!r}"
+                + (f" (text fields: {', '.join(text_fields)})" if text_fields else ""),
+            )
             return
         if current.filename is not None:
             if len(files) >= max_files:
@@ -171,9 +180,12 @@ async def receive_files(
     parser = MultipartParser(
         boundary,
         callbacks={
-            "on_part_begin": on_part_begin, "on_header_field": on_header_field,
-            "on_header_value": on_header_value, "on_header_end": on_header_end,
-            "on_headers_finished": on_headers_finished, "on_part_data": on_part_data,
+            "on_part_begin": on_part_begin,
+            "on_header_field": on_header_field,
+            "on_header_value": on_header_value,
+            "on_header_end": on_header_end,
+            "on_headers_finished": on_headers_finished,
+            "on_part_data": on_part_data,
             "on_part_end": on_part_end,
         },
     )

@@ -117,9 +117,11 @@ def beat(client: redis.Redis, incarnation_id: str) -> None:
 def record_taken(pipe: Any, incarnation_id: str, tag: str) -> Any:
     """Queue, on a kombu/redis-py pipeline, the commands recording that `incarnation_id` took `tag`
     (EVAL, not EVALSHA: a pipeline cannot load a script on NOSCRIPT)."""
-    return (pipe.hset(keys.HOLDER, tag, incarnation_id)
-            .sadd(held_key(incarnation_id), tag)
-            .eval(BEAT, 1, keys.INCARNATIONS, incarnation_id, "1"))
+    return (
+        pipe.hset(keys.HOLDER, tag, incarnation_id)
+        .sadd(held_key(incarnation_id), tag)
+        .eval(BEAT, 1, keys.INCARNATIONS, incarnation_id, "1")
+    )
 
 
 def dead_incarnations(client: redis.Redis, dead_after: float) -> tuple[float, list[str]]:
@@ -132,18 +134,30 @@ def held_by(client: redis.Redis, incarnation_id: str) -> list[str]:
     return sorted(text(tag) for tag in client.smembers(held_key(incarnation_id)))
 
 
-def restore(client: redis.Redis, *, incarnation_id: str, tag: str, unacked: str, unacked_index: str,
-            targets: Sequence[tuple[str, str]], journal_key: str = keys.JOURNAL,
-            index_prefix: str = keys.JOURNAL_INDEX_PREFIX,
-            tail_sequence: str = keys.JOURNAL_TAIL_SEQUENCE) -> bool:
+def restore(
+    client: redis.Redis,
+    *,
+    incarnation_id: str,
+    tag: str,
+    unacked: str,
+    unacked_index: str,
+    targets: Sequence[tuple[str, str]],
+    journal_key: str = keys.JOURNAL,
+    index_prefix: str = keys.JOURNAL_INDEX_PREFIX,
+    tail_sequence: str = keys.JOURNAL_TAIL_SEQUENCE,
+) -> bool:
     """Move `tag` from `unacked` back to its queue lists (`targets`: (queue list, message) pairs) if
     the dead `incarnation_id` still holds it. True when it was put back."""
     args: list[str] = [tag, incarnation_id, index_prefix]
     for queue_key, message in targets:
         args += [queue_key, message]
-    return bool(script(RESTORE)(
-        keys=[keys.HOLDER, held_key(incarnation_id), unacked, unacked_index, journal_key, tail_sequence],
-        args=args, client=client))
+    return bool(
+        script(RESTORE)(
+            keys=[keys.HOLDER, held_key(incarnation_id), unacked, unacked_index, journal_key, tail_sequence],
+            args=args,
+            client=client,
+        )
+    )
 
 
 def retire(client: redis.Redis, incarnation_id: str, cutoff: float) -> None:

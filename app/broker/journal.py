@@ -146,8 +146,10 @@ class JournalKeys:
 
 def publish_args(names: JournalKeys, queue_key: str, payload: str, tag: str) -> tuple[list[str], list[str]]:
     """KEYS and ARGV of PUBLISH for one message as pushed."""
-    return ([queue_key, names.journal, names.index(queue_key), names.sequence],
-            [payload, tag, json.dumps([queue_key, payload])])
+    return (
+        [queue_key, names.journal, names.index(queue_key), names.sequence],
+        [payload, tag, json.dumps([queue_key, payload])],
+    )
 
 
 def publish(client: redis.Redis, names: JournalKeys, queue_key: str, payload: str, tag: str) -> None:
@@ -156,24 +158,39 @@ def publish(client: redis.Redis, names: JournalKeys, queue_key: str, payload: st
     script(PUBLISH)(keys=keys_, args=args, client=client)
 
 
-def forget(client: redis.Redis, names: JournalKeys, *, unacked_index: str, unacked: str, tag: str,
-           holder: str = "") -> bool:
+def forget(
+    client: redis.Redis, names: JournalKeys, *, unacked_index: str, unacked: str, tag: str, holder: str = ""
+) -> bool:
     """Clear a finished message from `unacked`, its holder and the journal. False (nothing touched)
     when `holder` no longer holds it."""
     held = keys.HELD.format(incarnation=holder)
-    return bool(script(FORGET)(keys=[unacked_index, unacked, names.journal, keys.HOLDER, held],
-                               args=[tag, names.index_prefix, holder], client=client))
+    return bool(
+        script(FORGET)(
+            keys=[unacked_index, unacked, names.journal, keys.HOLDER, held],
+            args=[tag, names.index_prefix, holder],
+            client=client,
+        )
+    )
 
 
 def renumber_args(names: JournalKeys, tag: str, *, leftmost: bool) -> tuple[Any, ...]:
     """EVAL arguments renumbering a message pushed back inside a kombu restore transaction (EVAL,
     not EVALSHA: a NOSCRIPT inside a transaction would be lost)."""
-    return (RENUMBER, 3, names.journal, names.sequence, names.tail_sequence,
-            tag, names.index_prefix, "1" if leftmost else "0")
+    return (
+        RENUMBER,
+        3,
+        names.journal,
+        names.sequence,
+        names.tail_sequence,
+        tag,
+        names.index_prefix,
+        "1" if leftmost else "0",
+    )
 
 
-def missing(client: redis.Redis, names: JournalKeys, *, unacked: str, queue_keys: Sequence[str],
-            limit: int = 1000) -> list[str]:
+def missing(
+    client: redis.Redis, names: JournalKeys, *, unacked: str, queue_keys: Sequence[str], limit: int = 1000
+) -> list[str]:
     """Tags of journaled messages taken off their queue and not in `unacked` (lost, or being
     received right now), at most `limit` per queue list."""
     keys_ = [unacked]
@@ -182,8 +199,15 @@ def missing(client: redis.Redis, names: JournalKeys, *, unacked: str, queue_keys
     return [text(tag) for tag in script(CANDIDATES)(keys=keys_, args=[limit], client=client)]
 
 
-def recover_lost(client: redis.Redis, names: JournalKeys, *, unacked: str, queue_keys: Sequence[str],
-                 grace: float, now: float | None = None) -> list[str]:
+def recover_lost(
+    client: redis.Redis,
+    names: JournalKeys,
+    *,
+    unacked: str,
+    queue_keys: Sequence[str],
+    grace: float,
+    now: float | None = None,
+) -> list[str]:
     """Republish journaled messages found missing on two sweeps at least `grace` seconds apart.
 
     Returns the tags republished. A tag missing for the first time is only noted: a worker may be
@@ -198,8 +222,9 @@ def recover_lost(client: redis.Redis, names: JournalKeys, *, unacked: str, queue
         if first_seen is None:
             client.hset(names.suspects, tag, now)
         elif now - first_seen >= grace:
-            if script(REPUBLISH)(keys=[names.journal, unacked, names.tail_sequence],
-                                 args=[tag, names.index_prefix], client=client):
+            if script(REPUBLISH)(
+                keys=[names.journal, unacked, names.tail_sequence], args=[tag, names.index_prefix], client=client
+            ):
                 republished.append(tag)
             client.hdel(names.suspects, tag)
     stale = [tag for tag in known if tag not in lost]
@@ -214,5 +239,5 @@ def purge(client: redis.Redis, names: JournalKeys, queue_keys: Sequence[str]) ->
         index = names.index(key)
         tags = client.zrange(index, 0, -1)
         for start in range(0, len(tags), 1000):
-            client.hdel(names.journal, *tags[start:start + 1000])
+            client.hdel(names.journal, *tags[start : start + 1000])
         client.delete(index)

@@ -50,10 +50,17 @@ def restore_dead_holders(channel: Any, dead_after: float) -> dict[str, list[str]
         for tag in holders.held_by(client, incarnation):
             raw = client.hget(channel.unacked_key, tag)
             targets = channel.restore_targets(raw) if raw is not None else []
-            if holders.restore(client, incarnation_id=incarnation, tag=tag, unacked=channel.unacked_key,
-                               unacked_index=channel.unacked_index_key, targets=targets,
-                               journal_key=channel.journal_key, index_prefix=channel.journal_index_prefix,
-                               tail_sequence=channel.journal_tail_sequence_key):
+            if holders.restore(
+                client,
+                incarnation_id=incarnation,
+                tag=tag,
+                unacked=channel.unacked_key,
+                unacked_index=channel.unacked_index_key,
+                targets=targets,
+                journal_key=channel.journal_key,
+                index_prefix=channel.journal_index_prefix,
+                tail_sequence=channel.journal_tail_sequence_key,
+            ):
                 restored.setdefault(incarnation, []).append(task_id_of(raw) or tag)
         holders.retire(client, incarnation, cutoff)
     return restored
@@ -68,6 +75,11 @@ class Recovery:
         self.dead_after = dead_after
         self.lost_interval = max(grace / 3, 0.5)
         self._last_lost_sweep = 0.0
+        # Since when this worker has beaten without a gap: it judges others dead only after beating
+        # for `dead_after` itself. After a broker outage every worker's last beat is old, and the
+        # first to reconnect must not take the others for dead before they could beat again.
+        self._beating_since: float | None = None
+        self._last_tick = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="librarian-recovery", daemon=True)
         self._failing = False
@@ -90,6 +102,7 @@ class Recovery:
                     log.info("message recovery sweeping again")
                 self._failing = False
             except Exception as exc:  # noqa: BLE001 (the broker may be down: try again next tick, on a new connection)
+                self._beating_since = None
                 if not self._failing:
                     log.warning("message recovery sweep failed", error=type(exc).__name__)
                 self._failing = True
@@ -108,14 +121,18 @@ class Recovery:
         me = holders.incarnation()
         if me is not None:  # this worker is alive: beaten where its holder records are, on the broker
             holders.beat(channel.plain_client, me)
-        lock = channel.plain_client.lock(keys.SWEEP_LOCK, timeout=max(self.lost_interval, TICK_SECONDS) * 2,
-                                         blocking=False)
+        now = time.monotonic()
+        if self._beating_since is None or now - self._last_tick > self.dead_after / 2:
+            self._beating_since = now  # first beat, or this process was frozen: a gap in its own beats
+        self._last_tick = now
+        lock = channel.plain_client.lock(
+            keys.SWEEP_LOCK, timeout=max(self.lost_interval, TICK_SECONDS) * 2, blocking=False
+        )
         if not lock.acquire():
             return  # another worker is sweeping
         try:
-            if self.dead_after > 0:
+            if self.dead_after > 0 and now - self._beating_since >= self.dead_after:
                 self._restore_dead(channel)
-            now = time.monotonic()
             if self.grace > 0 and now - self._last_lost_sweep >= self.lost_interval:
                 self._last_lost_sweep = now
                 self._republish_lost(channel)
@@ -126,13 +143,23 @@ class Recovery:
     def _restore_dead(self, channel: Any) -> None:
         for incarnation, task_ids in restore_dead_holders(channel, self.dead_after).items():
             MESSAGES_RECOVERED.labels("worker_dead").inc(len(task_ids))
-            log.warning("put back the messages of a dead worker", worker=holders.hostname_of(incarnation),
-                        incarnation=incarnation, count=len(task_ids), task_ids=task_ids[:50],
-                        silent_for_more_than_s=self.dead_after)
+            log.warning(
+                "put back the messages of a dead worker",
+                worker=holders.hostname_of(incarnation),
+                incarnation=incarnation,
+                count=len(task_ids),
+                task_ids=task_ids[:50],
+                silent_for_more_than_s=self.dead_after,
+            )
 
     def _republish_lost(self, channel: Any) -> None:
-        republished = journal.recover_lost(channel.plain_client, channel.journal_names, unacked=channel.unacked_key,
-                                           queue_keys=channel.queue_keys(), grace=self.grace)
+        republished = journal.recover_lost(
+            channel.plain_client,
+            channel.journal_names,
+            unacked=channel.unacked_key,
+            queue_keys=channel.queue_keys(),
+            grace=self.grace,
+        )
         if republished:
             MESSAGES_RECOVERED.labels("lost_in_transit").inc(len(republished))
             log.warning("republished lost task messages", count=len(republished), delivery_tags=republished[:20])

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from time import time
-from typing import Any, ClassVar
+from typing import Any
 
 import kombu
 import redis
@@ -63,15 +63,21 @@ class JournalQoS(kombu_redis.QoS):
         with self.pipe_or_acquire() as pipe:
             # kombu's own `unacked` write (same layout, checked by tests/contract), plus the holder.
             pipe.zadd(self.unacked_index_key, {delivery_tag: time()})  # private: kombu.redis.unacked_layout
-            pipe.hset(self.unacked_key, delivery_tag,
-                      kombu_redis.dumps([message._raw, delivery["exchange"], delivery["routing_key"]]))
+            pipe.hset(
+                self.unacked_key,
+                delivery_tag,
+                kombu_redis.dumps([message._raw, delivery["exchange"], delivery["routing_key"]]),
+            )
             holders.record_taken(pipe, me, delivery_tag).execute()
         virtual.QoS.append(self, message, delivery_tag)
 
     def restore_unacked(self, client: Any = None) -> Any:  # private: kombu.QoS.restore_unacked
         if client is None and self._connection_gone():
-            logger.warning("broker connection already torn down: %d unacknowledged message(s) left "
-                           "for the dead-holder or visibility-timeout sweep", len(self._delivered))
+            logger.warning(
+                "broker connection already torn down: %d unacknowledged message(s) left "
+                "for the dead-holder or visibility-timeout sweep",
+                len(self._delivered),
+            )
             self._delivered.clear()  # private: kombu.QoS._delivered
             return None
         me = holders.incarnation()
@@ -110,16 +116,29 @@ class JournalQoS(kombu_redis.QoS):
 
     def _forget(self, delivery_tag: str) -> None:
         channel = self.channel
-        done = journal.forget(channel.plain_client, channel.journal_names, unacked_index=self.unacked_index_key,
-                              unacked=self.unacked_key, tag=delivery_tag, holder=holders.incarnation() or "")
+        done = journal.forget(
+            channel.plain_client,
+            channel.journal_names,
+            unacked_index=self.unacked_index_key,
+            unacked=self.unacked_key,
+            tag=delivery_tag,
+            holder=holders.incarnation() or "",
+        )
         if not done:
-            logger.warning("acknowledgement of %s skipped: the message was taken over while this worker "
-                           "was unresponsive (it is held by another worker or back on its queue)", delivery_tag)
+            logger.warning(
+                "acknowledgement of %s skipped: the message was taken over while this worker "
+                "was unresponsive (it is held by another worker or back on its queue)",
+                delivery_tag,
+            )
 
 
 _JOURNAL_OPTIONS = (  # settable through broker_transport_options, like kombu's own channel options
-    "journal_key", "journal_index_prefix", "journal_sequence_key", "journal_tail_sequence_key",
-    "journal_suspects_key", "journal_queues",
+    "journal_key",
+    "journal_index_prefix",
+    "journal_sequence_key",
+    "journal_tail_sequence_key",
+    "journal_suspects_key",
+    "journal_queues",
 )
 
 
@@ -152,8 +171,12 @@ class JournalChannelMixin:
         names = self.__dict__.get("_journal_names")
         if names is None:
             names = self.__dict__["_journal_names"] = journal.JournalKeys(
-                self.journal_key, self.journal_index_prefix, self.journal_sequence_key,
-                self.journal_tail_sequence_key, self.journal_suspects_key)
+                self.journal_key,
+                self.journal_index_prefix,
+                self.journal_sequence_key,
+                self.journal_tail_sequence_key,
+                self.journal_suspects_key,
+            )
         return names
 
     @property
@@ -200,8 +223,9 @@ class JournalChannelMixin:
                     pipe.pexpire(self.queue_key(queue, pri), self._expires[queue])
                 pipe.execute()
 
-    def _do_restore_message(self, payload: dict[str, Any], exchange: str, routing_key: str, pipe: Any,
-                            leftmost: bool = False) -> None:  # private: kombu.Channel._do_restore_message
+    def _do_restore_message(
+        self, payload: dict[str, Any], exchange: str, routing_key: str, pipe: Any, leftmost: bool = False
+    ) -> None:  # private: kombu.Channel._do_restore_message
         super()._do_restore_message(payload, exchange, routing_key, pipe, leftmost)  # type: ignore[misc]
         tag = (payload.get("properties") or {}).get("delivery_tag")
         if tag and self.journaling:
@@ -210,8 +234,9 @@ class JournalChannelMixin:
     def _purge(self, queue: str) -> int:  # private: kombu.Channel._purge
         size = int(super()._purge(queue))  # type: ignore[misc]
         if queue in self.journal_queues and self.journaling:
-            journal.purge(self.plain_client, self.journal_names,
-                          [self.queue_key(queue, pri) for pri in self.priority_steps])
+            journal.purge(
+                self.plain_client, self.journal_names, [self.queue_key(queue, pri) for pri in self.priority_steps]
+            )
         return size
 
     def queue_keys(self) -> list[str]:
@@ -276,8 +301,11 @@ class Connection(kombu.Connection):
     transport. `clone()` and pickling keep our transport (they use the unresolved name).
     """
 
-    resolve_aliases: ClassVar[dict[str, str]] = {**kombu.Connection.resolve_aliases,  # private: kombu.Connection.resolve_aliases
-                       **{name: scheme for scheme, name in TRANSPORT_NAMES.items()}}
+    # kombu types it as an instance attribute, so no ClassVar; it is read, never mutated.
+    resolve_aliases = {  # noqa: RUF012
+        **kombu.Connection.resolve_aliases,  # private: kombu.Connection.resolve_aliases
+        **{name: scheme for scheme, name in TRANSPORT_NAMES.items()},
+    }
 
     def __reduce__(self) -> tuple[Any, ...]:
         return self.__class__, tuple(dict(self._info(resolve=False)).values()), None  # private: kombu.Connection._info

@@ -76,31 +76,57 @@ def cmd_worker(args: argparse.Namespace) -> None:
     settings.VAR_DIR.mkdir(parents=True, exist_ok=True)
     # Multiprocess metrics: set before Celery (and prometheus_client) start, wiped for each run.
     node = args.name.replace("%h", socket.gethostname())  # unique per worker, as Celery names it
-    metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or str(
-        (settings.VAR_DIR / "metrics" / node).resolve()
-    )
+    metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or str((settings.VAR_DIR / "metrics" / node).resolve())
     prepare_multiprocess_dir(Path(metrics_dir))
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     os.environ["LIBRARIAN_PROCESS"] = "worker"
     quiet = ["--quiet"] if settings.LOG_FORMAT == "json" else []  # no ASCII banner in JSON logs
-    _exec([
-        sys.executable, "-m", "celery", "-A", "app.worker.celery_app:celery_app", *quiet, "worker",
-        "--pool", "prefork", "--concurrency", str(args.concurrency or settings.WORKER_CONCURRENCY),
-        "--queues", args.queues or settings.WORKER_QUEUES,
-        "--hostname", args.name, "--without-mingle", "--without-gossip",
-        "--statedb", str(settings.VAR_DIR / f"worker-{node}.state"),
-        "--loglevel", settings.LOG_LEVEL,
-    ])
+    _exec(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "app.worker.celery_app:celery_app",
+            *quiet,
+            "worker",
+            "--pool",
+            "prefork",
+            "--concurrency",
+            str(args.concurrency or settings.WORKER_CONCURRENCY),
+            "--queues",
+            args.queues or settings.WORKER_QUEUES,
+            "--hostname",
+            args.name,
+            "--without-mingle",
+            "--without-gossip",
+            "--statedb",
+            str(settings.VAR_DIR / f"worker-{node}.state"),
+            "--loglevel",
+            settings.LOG_LEVEL,
+        ]
+    )
 
 
 def cmd_beat(_: argparse.Namespace) -> None:
     settings.VAR_DIR.mkdir(parents=True, exist_ok=True)
     os.environ["LIBRARIAN_PROCESS"] = "beat"  # its lines say "service": "beat" (configure_logging)
     quiet = ["--quiet"] if settings.LOG_FORMAT == "json" else []  # no ASCII banner in JSON logs
-    _exec([
-        sys.executable, "-m", "celery", "-A", "app.worker.celery_app:celery_app", *quiet, "beat",
-        "--schedule", str(settings.VAR_DIR / "celerybeat-schedule"), "--loglevel", settings.LOG_LEVEL,
-    ])
+    _exec(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "app.worker.celery_app:celery_app",
+            *quiet,
+            "beat",
+            "--schedule",
+            str(settings.VAR_DIR / "celerybeat-schedule"),
+            "--loglevel",
+            settings.LOG_LEVEL,
+        ]
+    )
 
 
 def cmd_flower(args: argparse.Namespace) -> None:
@@ -120,9 +146,14 @@ def cmd_flower(args: argparse.Namespace) -> None:
 
     configure_logging("flower")
     sys.argv = [
-        "celery", "-A", "app.worker.celery_app:celery_app", "flower",
-        f"--address={args.host or settings.FLOWER_HOST}", f"--port={args.port or settings.FLOWER_PORT}",
-        "--purge_offline_workers=300", "--logging=none",
+        "celery",
+        "-A",
+        "app.worker.celery_app:celery_app",
+        "flower",
+        f"--address={args.host or settings.FLOWER_HOST}",
+        f"--port={args.port or settings.FLOWER_PORT}",
+        "--purge_offline_workers=300",
+        "--logging=none",
     ]
     sys.exit(celery_main())
 
@@ -205,4 +236,3 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
-

@@ -34,8 +34,12 @@ def add_submit_parser(sub: Any) -> None:
     parser.add_argument("--timeout", type=float, default=1800, help="seconds to wait with --wait")
     parser.add_argument("--owner", help="owner/user id recorded on the parts")
     parser.add_argument("--ruleset", help="ruleset name (GET /api/v1/rulesets); default: the API's DEFAULT_RULESET")
-    parser.add_argument("--format", choices=("auto", "table", "plain", "json"), default="auto",
-                        help="auto: a table on a terminal, tab-separated rows otherwise")
+    parser.add_argument(
+        "--format",
+        choices=("auto", "table", "plain", "json"),
+        default="auto",
+        help="auto: a table on a terminal, tab-separated rows otherwise",
+    )
     parser.set_defaults(func=cmd_submit)
 
 
@@ -43,8 +47,10 @@ def _upload(client: httpx.Client, path: Path, owner: str | None, ruleset: str | 
     try:
         with path.open("rb") as handle:
             answer = client.post(
-                "/api/v1/parts", files={"file": (path.name, handle, "application/octet-stream")},
-                data={"owner": owner} if owner else None, params={"ruleset": ruleset} if ruleset else None,
+                "/api/v1/parts",
+                files={"file": (path.name, handle, "application/octet-stream")},
+                data={"owner": owner} if owner else None,
+                params={"ruleset": ruleset} if ruleset else None,
             )
     except OSError as exc:
         return {"status": "error", "error": f"cannot read {path}: {exc.strerror or exc}"}
@@ -67,8 +73,11 @@ def cmd_submit(args: argparse.Namespace) -> None:
         bars = {path: progress.add_task(path.name, total=100) for path in args.files}
         for path in args.files:
             rows[path] = _upload(client, path, args.owner, args.ruleset)
-            progress.update(bars[path], completed=100 if rows[path]["status"] == "error" else 5,
-                            description=f"{path.name} [{rows[path]['status']}]")
+            progress.update(
+                bars[path],
+                completed=100 if rows[path]["status"] == "error" else 5,
+                description=f"{path.name} [{rows[path]['status']}]",
+            )
         deadline = time.monotonic() + args.timeout
         while args.wait and time.monotonic() < deadline:
             pending = [p for p, row in rows.items() if row.get("part_id") and row["status"] not in FINISHED]
@@ -92,22 +101,44 @@ def _print(rows: dict[Path, dict[str, Any]], output: str) -> None:
     if output == "table":
         Console().print(_table(rows))
         return
-    results = [{"file": str(path), "status": row["status"], "part_id": row.get("part_id"),
-                "task_id": row.get("task_id"), "counts": (row.get("summary") or {}).get("counts"),
-                "error": row.get("error")} for path, row in rows.items()]
+    results = [
+        {
+            "file": str(path),
+            "status": row["status"],
+            "part_id": row.get("part_id"),
+            "task_id": row.get("task_id"),
+            "counts": (row.get("summary") or {}).get("counts"),
+            "error": row.get("error"),
+        }
+        for path, row in rows.items()
+    ]
     if output == "json":
         print(json.dumps(results, indent=1))
         return
     for result in results:
         counts = result["counts"] or {}
-        print("\t".join([result["file"], result["status"], str(counts.get("error", "")), str(counts.get("warning", "")),
-                         result["error"] or str(result["part_id"] or "")]))
+        print(
+            "\t".join(
+                [
+                    result["file"],
+                    result["status"],
+                    str(counts.get("error", "")),
+                    str(counts.get("warning", "")),
+                    result["error"] or str(result["part_id"] or ""),
+                ]
+            )
+        )
 
 
 def _progress(console: Console) -> Progress:
     return Progress(
-        TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),
-        console=console, transient=False, disable=not console.is_terminal,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+        disable=not console.is_terminal,
     )
 
 
@@ -119,8 +150,10 @@ def _table(rows: dict[Path, dict[str, Any]]) -> Table:
         counts = (row.get("summary") or {}).get("counts") or {}
         status = row["status"]
         table.add_row(
-            str(path), f"[{STYLE.get(status, 'white')}]{status}[/]",
-            str(counts.get("error", "")), str(counts.get("warning", "")),
+            str(path),
+            f"[{STYLE.get(status, 'white')}]{status}[/]",
+            str(counts.get("error", "")),
+            str(counts.get("warning", "")),
             row.get("error") or str(row.get("part_id", "")),
         )
     return table

@@ -77,7 +77,8 @@ def hold_stack_lock(var_dir: Path, urls: dict[str, str]) -> int:
         where = ", ".join(f"{name} {url}" for name, url in holder.get("urls", {}).items() if name != "health")
         raise StackBusy(
             f"another `librarian up` already runs on {var_dir.resolve()}: pid {holder.get('pid', '?')}"
-            + (f" ({where})" if where else "") + ". Use that stack, stop it (Ctrl-C in its terminal, or "
+            + (f" ({where})" if where else "")
+            + ". Use that stack, stop it (Ctrl-C in its terminal, or "
             f"kill -INT {holder.get('pid', '<pid>')}), or give this one its own VAR_DIR and ports."
         ) from None
     os.ftruncate(fd, 0)
@@ -117,8 +118,10 @@ def _describe(pid: int) -> str:
 
 def check_ports_free(with_flower: bool) -> None:
     """Raise StackBusy naming each port this stack would bind that is taken, and who has it."""
-    wanted = [("API", "API_PORT", settings.API_HOST, settings.API_PORT),
-              ("worker metrics", "WORKER_METRICS_PORT", settings.WORKER_METRICS_HOST, settings.WORKER_METRICS_PORT)]
+    wanted = [
+        ("API", "API_PORT", settings.API_HOST, settings.API_PORT),
+        ("worker metrics", "WORKER_METRICS_PORT", settings.WORKER_METRICS_HOST, settings.WORKER_METRICS_PORT),
+    ]
     if with_flower:
         wanted.append(("Flower", "FLOWER_PORT", settings.FLOWER_HOST, settings.FLOWER_PORT))
     if settings.uses_embedded_redis:
@@ -137,8 +140,10 @@ def check_ports_free(with_flower: bool) -> None:
         owner = f" by {_describe(pids[0])}" if pids else ""
         busy.append(f"port {port} ({what}, {variable}) on {host} is in use{owner}")
     if busy:
-        raise StackBusy("; ".join(busy) + ". Another Librarian stack or another program has it: stop it, "
-                        "or choose free ports with the variables named.")
+        raise StackBusy(
+            "; ".join(busy) + ". Another Librarian stack or another program has it: stop it, "
+            "or choose free ports with the variables named."
+        )
 
 
 def run_stack(*, with_flower: bool = True, with_beat: bool = True) -> int:

@@ -49,12 +49,21 @@ def add_validate_parser(sub: Any) -> None:
     parser.add_argument("--format", choices=("table", "json", "junit"), default="table")
     parser.add_argument("--details", action="store_true", help="table: list every finding kept in the reports")
     parser.add_argument("--jobs", type=positive_int, default=1, help="files validated in parallel (default 1)")
-    parser.add_argument("--timeout", metavar="SECONDS", type=float,
-                        help="stop a file's validation after this long (default: VALIDATION_TIMEOUT_S)")
-    parser.add_argument("--max-memory", metavar="MB", type=positive_int,
-                        help="memory a file's validation may use (default: VALIDATION_MAX_MEMORY_MB)")
-    parser.add_argument("--output", metavar="PATH", type=Path,
-                        help="write the json/junit output here (the table still goes to stdout)")
+    parser.add_argument(
+        "--timeout",
+        metavar="SECONDS",
+        type=float,
+        help="stop a file's validation after this long (default: VALIDATION_TIMEOUT_S)",
+    )
+    parser.add_argument(
+        "--max-memory",
+        metavar="MB",
+        type=positive_int,
+        help="memory a file's validation may use (default: VALIDATION_MAX_MEMORY_MB)",
+    )
+    parser.add_argument(
+        "--output", metavar="PATH", type=Path, help="write the json/junit output here (the table still goes to stdout)"
+    )
     parser.set_defaults(func=cmd_validate)
 
 
@@ -73,8 +82,9 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_UNUSABLE
     started = time.perf_counter()
     with _progress(len(files)) as advance:
-        limits = Limits(args.max_memory or settings.validation_max_memory_mb,
-                        args.timeout or settings.VALIDATION_TIMEOUT_S)
+        limits = Limits(
+            args.max_memory or settings.validation_max_memory_mb, args.timeout or settings.VALIDATION_TIMEOUT_S
+        )
         results = validate_files(files, ruleset, jobs=args.jobs, limits=limits, on_done=advance)
     elapsed = time.perf_counter() - started
     if args.format == "table" or args.output is not None:  # with --output, the CI log still shows the table
@@ -122,25 +132,34 @@ def check_file(file: str, ruleset: Ruleset, limits: Limits) -> FileResult:
     """Validate one file; an unreadable one is a result, not an exception."""
     started = time.perf_counter()
     try:
-        report = validate_guarded(file, limits=limits, ruleset=ruleset, file_name=Path(file).name,
-                                  max_report_bytes=settings.MAX_REPORT_BYTES)
+        report = validate_guarded(
+            file, limits=limits, ruleset=ruleset, file_name=Path(file).name, max_report_bytes=settings.MAX_REPORT_BYTES
+        )
     except UnreadableModelError as exc:
-        return FileResult(file, "unreadable", None, {"code": exc.code, "reason": exc.reason},
-                          time.perf_counter() - started)
+        return FileResult(
+            file, "unreadable", None, {"code": exc.code, "reason": exc.reason}, time.perf_counter() - started
+        )
     status = "passed" if report["summary"]["passed"] else "rejected"
     return FileResult(file, status, report, None, time.perf_counter() - started)
 
 
-def validate_files(files: list[str], ruleset: Ruleset, *, jobs: int, limits: Limits | None = None,
-                   on_done: Callable[[], None] = lambda: None) -> list[FileResult]:
+def validate_files(
+    files: list[str],
+    ruleset: Ruleset,
+    *,
+    jobs: int,
+    limits: Limits | None = None,
+    on_done: Callable[[], None] = lambda: None,
+) -> list[FileResult]:
     """One result per file, in the order of `files`."""
     limits = limits or Limits(*settings.validation_limits)
     if len(files) == 1:
         results = [_guarded(files[0], lambda: check_file(files[0], ruleset, limits))]
         on_done()
         return results
-    with ProcessPoolExecutor(max_workers=min(jobs, len(files)), mp_context=_pool_context(),
-                             max_tasks_per_child=1) as pool:
+    with ProcessPoolExecutor(
+        max_workers=min(jobs, len(files)), mp_context=_pool_context(), max_tasks_per_child=1
+    ) as pool:
         futures: list[Future[FileResult]] = [pool.submit(check_file, file, ruleset, limits) for file in files]
         for _ in as_completed(futures):
             on_done()

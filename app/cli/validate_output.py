@@ -40,13 +40,18 @@ def render_json(results: list[FileResult]) -> bytes:
 
 
 def render_junit(results: list[FileResult], elapsed: float) -> bytes:
-    counts = {"tests": str(len(results)), "failures": str(sum(r.status == "rejected" for r in results)),
-              "errors": str(sum(r.status in ("unreadable", "failed") for r in results)), "time": f"{elapsed:.3f}"}
+    counts = {
+        "tests": str(len(results)),
+        "failures": str(sum(r.status == "rejected" for r in results)),
+        "errors": str(sum(r.status in ("unreadable", "failed") for r in results)),
+        "time": f"{elapsed:.3f}",
+    }
     suites = ET.Element("testsuites", {"name": "librarian validate", **counts})
     suite = ET.SubElement(suites, "testsuite", {"name": "librarian validate", "skipped": "0", **counts})
     for result in results:
-        case = ET.SubElement(suite, "testcase", classname="librarian.validate", name=_xml(result.file),
-                             time=f"{result.seconds:.3f}")
+        case = ET.SubElement(
+            suite, "testcase", classname="librarian.validate", name=_xml(result.file), time=f"{result.seconds:.3f}"
+        )
         if result.error is not None:
             ET.SubElement(case, "error", type=_xml(result.error["code"]), message=_xml(result.error["reason"]))
             continue
@@ -71,8 +76,12 @@ def render_table(results: list[FileResult], *, details: bool, elapsed: float, ru
         table.add_column(name, justify="right")
     table.add_column("first errors", overflow="fold")
     for result in results:
-        table.add_row(Text(result.file), Text(result.status, style=STYLE[result.status]), *_counts(result),
-                      Text(_first_errors(result)))
+        table.add_row(
+            Text(result.file),
+            Text(result.status, style=STYLE[result.status]),
+            *_counts(result),
+            Text(_first_errors(result)),
+        )
     console.print(table)
     if details:
         for result in results:
@@ -121,8 +130,11 @@ def _print_details(result: FileResult, console: Console) -> None:
 
 
 def _finding_lines(report: dict[str, Any], severity: str) -> str:
-    return "\n".join(f"{f['code']} {f.get('object_id') or '-'}: {f['message']}"
-                     for f in report["findings"] if f["severity"] == severity)
+    return "\n".join(
+        f"{f['code']} {f.get('object_id') or '-'}: {f['message']}"
+        for f in report["findings"]
+        if f["severity"] == severity
+    )
 
 
 def _cut(text: str) -> str:

@@ -82,7 +82,7 @@ def held_for(client: redis.Redis, task_id: str) -> str | None:
 
 def paused_users(client: redis.Redis) -> set[str]:
     prefix = PAUSED_KEY.format(user_id="")
-    return {key[len(prefix):] for key in client.scan_iter(match=f"{prefix}*", count=500)}
+    return {key[len(prefix) :] for key in client.scan_iter(match=f"{prefix}*", count=500)}
 
 
 def publish_status(client: redis.Redis, user_id: str, event: dict[str, Any]) -> None:

@@ -182,8 +182,10 @@ class Settings(BaseSettings):
         if not self.VALIDATION_TIMEOUT_S > 0:
             raise ValueError("VALIDATION_TIMEOUT_S must be > 0")
         if 0 < self.WORKER_DEAD_AFTER < 5:
-            raise ValueError("WORKER_DEAD_AFTER must be 0 (off) or at least 5 seconds: heartbeats are 2 s apart, "
-                             "and a shorter limit takes a busy worker for a dead one")
+            raise ValueError(
+                "WORKER_DEAD_AFTER must be 0 (off) or at least 5 seconds: heartbeats are 2 s apart, "
+                "and a shorter limit takes a busy worker for a dead one"
+            )
         return self
 
 

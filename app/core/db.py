@@ -86,11 +86,14 @@ def add_missing_columns(engine: Engine) -> list[str]:
             if column.name in present:
                 continue
             if not column.nullable:
-                raise SchemaMismatch(f"table {table.name} lacks the NOT NULL column {column.name}: "
-                                     "this database needs a migration")
+                raise SchemaMismatch(
+                    f"table {table.name} lacks the NOT NULL column {column.name}: this database needs a migration"
+                )
             quote = engine.dialect.identifier_preparer.quote
-            ddl = (f"ALTER TABLE {quote(table.name)} ADD COLUMN {quote(column.name)} "
-                   f"{column.type.compile(dialect=engine.dialect)}")
+            ddl = (
+                f"ALTER TABLE {quote(table.name)} ADD COLUMN {quote(column.name)} "
+                f"{column.type.compile(dialect=engine.dialect)}"
+            )
             try:
                 with engine.begin() as connection:
                     connection.execute(text(ddl))

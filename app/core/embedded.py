@@ -59,6 +59,4 @@ def embedded_server(
         "logfile": "valkey.log",
         **config,
     }
-    return EmbeddedValkey(
-        port=port, host="127.0.0.1", data_dir=data_dir, persist=True, password=password, **options
-    )
+    return EmbeddedValkey(port=port, host="127.0.0.1", data_dir=data_dir, persist=True, password=password, **options)

@@ -57,7 +57,8 @@ def list_latest(session: Session) -> list[RulesetVersion]:
     """The latest version of every name, by name."""
     newest = (
         select(RulesetVersion.name, func.max(RulesetVersion.version).label("version"))
-        .group_by(RulesetVersion.name).subquery()
+        .group_by(RulesetVersion.name)
+        .subquery()
     )
     query = select(RulesetVersion).join(
         newest, and_(RulesetVersion.name == newest.c.name, RulesetVersion.version == newest.c.version)
@@ -76,8 +77,9 @@ def file_for(name: str, *, directory: Path | None = None) -> Path | None:
     return path if path.is_file() else None
 
 
-def put(session: Session, *, name: str, content: Mapping[str, Any],
-        directory: Path | None = None) -> tuple[RulesetVersion, bool]:
+def put(
+    session: Session, *, name: str, content: Mapping[str, Any], directory: Path | None = None
+) -> tuple[RulesetVersion, bool]:
     """Store `content` under `name` (HTTP): a new version when it differs from the latest, else the
     latest. Returns (version, created) where created means the name was new. Raises RulesetError
     (with `.field`) for bad content or name, FileOwnedRuleset for a name a file defines."""
@@ -112,11 +114,18 @@ def sync_files(session: Session, *, directory: Path | None = None, default: str 
         if default != BUILTIN_DEFAULT:
             raise RulesetError(
                 f"DEFAULT_RULESET={default!r} is neither a file in {directory} nor a stored ruleset: "
-                f"add {directory / f'{default}.toml'} or choose another DEFAULT_RULESET", field="DEFAULT_RULESET")
+                f"add {directory / f'{default}.toml'} or choose another DEFAULT_RULESET",
+                field="DEFAULT_RULESET",
+            )
         row, _ = _store(session, build_ruleset(default, {}), source="builtin")
         added.append(row)
-    log.info("rulesets synced", directory=str(directory), files=sorted(files), default=default,
-             added=[f"{row.name}@{row.version}" for row in added])
+    log.info(
+        "rulesets synced",
+        directory=str(directory),
+        files=sorted(files),
+        default=default,
+        added=[f"{row.name}@{row.version}" for row in added],
+    )
     return added
 
 
@@ -150,8 +159,13 @@ def _store(session: Session, ruleset: Ruleset, *, source: str) -> tuple[RulesetV
         current = latest(session, name=ruleset.name)
         if current is not None and current.sha256 == ruleset.sha256:
             return current, False
-        row = RulesetVersion(name=ruleset.name, version=current.version + 1 if current else 1,
-                             sha256=ruleset.sha256, content=ruleset.content, source=source)
+        row = RulesetVersion(
+            name=ruleset.name,
+            version=current.version + 1 if current else 1,
+            sha256=ruleset.sha256,
+            content=ruleset.content,
+            source=source,
+        )
         session.add(row)
         try:
             session.commit()

@@ -11,11 +11,19 @@ from sqlmodel import Session, col, func, select
 from app.models import FAILED_ITEM_STATUSES, Batch, BatchItem, ItemStatus, utcnow
 
 
-def create_batch(session: Session, *, batch_id: uuid.UUID, owner: str | None, ruleset_name: str,
-                 ruleset_version: int, items: Sequence[BatchItem]) -> Batch:
+def create_batch(
+    session: Session,
+    *,
+    batch_id: uuid.UUID,
+    owner: str | None,
+    ruleset_name: str,
+    ruleset_version: int,
+    items: Sequence[BatchItem],
+) -> Batch:
     """The batch row and its items (already built, files already stored), in one commit."""
-    batch = Batch(id=batch_id, owner=owner, total=len(items), ruleset_name=ruleset_name,
-                  ruleset_version=ruleset_version)
+    batch = Batch(
+        id=batch_id, owner=owner, total=len(items), ruleset_name=ruleset_name, ruleset_version=ruleset_version
+    )
     session.add(batch)
     session.add_all(items)
     session.commit()
@@ -43,9 +51,9 @@ def list_failed_items(session: Session, *, batch_id: uuid.UUID, limit: int = 100
 def list_items_to_send(session: Session, *, batch_id: uuid.UUID) -> list[BatchItem]:
     """What POST /retry sends again: failed items, and items never sent (`pending`)."""
     to_send = FAILED_ITEM_STATUSES | {ItemStatus.PENDING}
-    return list(session.exec(
-        select(BatchItem).where(BatchItem.batch_id == batch_id, col(BatchItem.status).in_(to_send))
-    ).all())
+    return list(
+        session.exec(select(BatchItem).where(BatchItem.batch_id == batch_id, col(BatchItem.status).in_(to_send))).all()
+    )
 
 
 def mark_items_queued(session: Session, *, items: Sequence[BatchItem]) -> None:

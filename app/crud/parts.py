@@ -10,11 +10,23 @@ from sqlmodel import Session, col, func, select
 from app.models import Part, PartStatus, utcnow
 
 
-def create_part(session: Session, *, filename: str, storage_key: str, size_bytes: int, sha256: str,
-                owner: str | None = None, part_id: uuid.UUID | None = None) -> Part:
+def create_part(
+    session: Session,
+    *,
+    filename: str,
+    storage_key: str,
+    size_bytes: int,
+    sha256: str,
+    owner: str | None = None,
+    part_id: uuid.UUID | None = None,
+) -> Part:
     part = Part(
-        id=part_id or uuid.uuid4(), filename=filename[:255], storage_key=storage_key,
-        size_bytes=size_bytes, sha256=sha256, owner=owner,
+        id=part_id or uuid.uuid4(),
+        filename=filename[:255],
+        storage_key=storage_key,
+        size_bytes=size_bytes,
+        sha256=sha256,
+        owner=owner,
     )
     session.add(part)
     session.commit()

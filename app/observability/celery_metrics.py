@@ -62,7 +62,9 @@ def _child(metric: Any, *labels: str) -> Any:
     return child
 
 
-def _on_publish(sender: str | None = None, headers: dict | None = None, routing_key: str | None = None, **_: Any) -> None:
+def _on_publish(
+    sender: str | None = None, headers: dict | None = None, routing_key: str | None = None, **_: Any
+) -> None:
     if headers is not None:
         headers.setdefault(PUBLISHED_AT, time.time())
         # asgi-correlation-id pulls in Starlette (~64 ms, -X importtime): a worker pays it only

@@ -98,9 +98,7 @@ def configure_logging(service: str, level: str | None = None) -> None:
         final = [
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             # No frame locals: they may hold secrets and make lines enormous.
-            structlog.processors.ExceptionRenderer(
-                structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
-            ),
+            structlog.processors.ExceptionRenderer(structlog.tracebacks.ExceptionDictTransformer(show_locals=False)),
             structlog.processors.JSONRenderer(),
         ]
     structlog.configure(

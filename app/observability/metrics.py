@@ -27,9 +27,7 @@ TASKS_SUCCEEDED = Counter("librarian_tasks_succeeded", "Tasks that finished succ
 # Failures per task (created at 0, so rate() sees the very first one) and, separately, their
 # breakdown by exception class (those series can only appear with their first failure).
 TASKS_FAILED = Counter("librarian_tasks_failed", "Tasks that ended in failure", TASK_LABELS)
-TASK_EXCEPTIONS = Counter(
-    "librarian_task_exceptions", "Task failures by exception class", (*TASK_LABELS, "exception")
-)
+TASK_EXCEPTIONS = Counter("librarian_task_exceptions", "Task failures by exception class", (*TASK_LABELS, "exception"))
 TASKS_RETRIED = Counter("librarian_tasks_retried", "Task attempts that asked for a retry", TASK_LABELS)
 TASKS_REVOKED = Counter("librarian_tasks_revoked", "Tasks revoked before or while running", TASK_LABELS)
 TASKS_REJECTED = Counter("librarian_tasks_rejected", "Messages refused by the worker", ("reason",))
@@ -43,7 +41,9 @@ MESSAGES_RECOVERED = Counter(
 RECOVERY_REASONS = ("worker_dead", "lost_in_transit")
 
 TASK_RUNTIME = Histogram(
-    "librarian_task_runtime_seconds", "Task run time, by outcome", (*TASK_LABELS, "outcome"),
+    "librarian_task_runtime_seconds",
+    "Task run time, by outcome",
+    (*TASK_LABELS, "outcome"),
     buckets=RUNTIME_BUCKETS,
 )
 TASK_QUEUE_WAIT = Histogram(
@@ -52,12 +52,12 @@ TASK_QUEUE_WAIT = Histogram(
     TASK_LABELS,
     buckets=WAIT_BUCKETS,
 )
-TASKS_ACTIVE = Gauge(
-    "librarian_tasks_active", "Tasks executing now in this worker's pool", multiprocess_mode="livesum"
-)
+TASKS_ACTIVE = Gauge("librarian_tasks_active", "Tasks executing now in this worker's pool", multiprocess_mode="livesum")
 
 PIPELINE_ITEMS = Counter(
-    "librarian_pipeline_items", "Pipeline stage runs that finished, by stage and status (ok|failed)", ("stage", "status")
+    "librarian_pipeline_items",
+    "Pipeline stage runs that finished, by stage and status (ok|failed)",
+    ("stage", "status"),
 )
 PIPELINE_DEAD_LETTER = Counter(
     "librarian_pipeline_dead_letter", "Items that ended in <stage>_failed after their retries", ("stage",)
@@ -75,7 +75,15 @@ def initialise_task_series(tasks: dict[str, str]) -> None:
     """Create the counters of known tasks at 0 so series exist before the first event."""
     for name, queue in tasks.items():
         labels = (name, queue_label(queue))
-        for counter in (TASKS_SENT, TASKS_RECEIVED, TASKS_STARTED, TASKS_SUCCEEDED, TASKS_FAILED, TASKS_RETRIED, TASKS_REVOKED):
+        for counter in (
+            TASKS_SENT,
+            TASKS_RECEIVED,
+            TASKS_STARTED,
+            TASKS_SUCCEEDED,
+            TASKS_FAILED,
+            TASKS_RETRIED,
+            TASKS_REVOKED,
+        ):
             counter.labels(*labels)
     for reason in REJECT_REASONS:
         TASKS_REJECTED.labels(reason)

@@ -88,10 +88,19 @@ def _classify(path: Path) -> dict[str, Any]:
     else:
         top, count = kinds.most_common(1)[0]
         share = count / total
-        category = {
-            "Brep": "solid-model", "Extrusion": "solid-model", "Mesh": "mesh-model", "SubD": "subd-model",
-            "Curve": "drawing", "Point": "point-cloud", "PointSet": "point-cloud",
-        }.get(top, "mixed") if share >= 0.6 else "mixed"
+        category = (
+            {
+                "Brep": "solid-model",
+                "Extrusion": "solid-model",
+                "Mesh": "mesh-model",
+                "SubD": "subd-model",
+                "Curve": "drawing",
+                "Point": "point-cloud",
+                "PointSet": "point-cloud",
+            }.get(top, "mixed")
+            if share >= 0.6
+            else "mixed"
+        )
     return {"category": category, "object_types": dict(kinds)}
 
 
@@ -121,7 +130,8 @@ def validate(path: Path, *, ruleset: Ruleset | None = None, file_name: str | Non
 
     limits = Limits(*settings.validation_limits)
     try:
-        return validate_guarded(path, limits=limits, ruleset=ruleset, file_name=file_name,
-                                max_report_bytes=settings.MAX_REPORT_BYTES)
+        return validate_guarded(
+            path, limits=limits, ruleset=ruleset, file_name=file_name, max_report_bytes=settings.MAX_REPORT_BYTES
+        )
     except UnreadableModelError as exc:
         raise StageRejected(exc.reason) from exc

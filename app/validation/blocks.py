@@ -90,9 +90,18 @@ def check_cycles(blocks: list[dict[str, Any]], found: list[list[str]]) -> list[P
         listed = cycle[:MAX_CYCLE_LISTED]
         shown = ", ".join(repr(clip(names.get(bid, ""), 60)) for bid in listed[:5])
         more = f" and {len(cycle) - 5} more" if len(cycle) > 5 else ""
-        out.append((None, finding(
-            BLOCK_CYCLE, f"block definition(s) {shown}{more} contain an instance of themselves"
-                         f"{'' if len(cycle) == 1 else ' through each other'}",
-            size=len(cycle), block_ids=listed, names=[names.get(bid, "") for bid in listed],
-            truncated=len(cycle) > MAX_CYCLE_LISTED)))
+        out.append(
+            (
+                None,
+                finding(
+                    BLOCK_CYCLE,
+                    f"block definition(s) {shown}{more} contain an instance of themselves"
+                    f"{'' if len(cycle) == 1 else ' through each other'}",
+                    size=len(cycle),
+                    block_ids=listed,
+                    names=[names.get(bid, "") for bid in listed],
+                    truncated=len(cycle) > MAX_CYCLE_LISTED,
+                ),
+            )
+        )
     return out

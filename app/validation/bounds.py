@@ -30,8 +30,11 @@ _RANK = {"error": 0, "warning": 1, "info": 2}
 _FILE_STRINGS = ("file_name", "application_name", "created_by", "last_edited_by")
 
 
-def finalise(pending: list[Pending], object_id: Callable[[int], str], rules: ValidationRules,
-             ) -> tuple[list[dict[str, Any]], dict[str, int]]:
+def finalise(
+    pending: list[Pending],
+    object_id: Callable[[int], str],
+    rules: ValidationRules,
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """`object_id(index)`: the id of the object at that table index (it may raise)."""
     cap, overrides, chars = rules.max_findings_per_code, rules.severity, rules.max_message_chars
     counts = {"error": 0, "warning": 0, "info": 0}
@@ -55,9 +58,15 @@ def finalise(pending: list[Pending], object_id: Callable[[int], str], rules: Val
     for code, seen in sorted(per_code.items()):
         if seen > cap:
             counts["info"] += 1
-            kept.append(finding(
-                FINDINGS_TRUNCATED, f"{seen - cap} more {code} findings omitted (cap {cap} per code)",
-                finding_code=code, total=seen, omitted=seen - cap))
+            kept.append(
+                finding(
+                    FINDINGS_TRUNCATED,
+                    f"{seen - cap} more {code} findings omitted (cap {cap} per code)",
+                    finding_code=code,
+                    total=seen,
+                    omitted=seen - cap,
+                )
+            )
     return kept, counts
 
 
@@ -88,8 +97,15 @@ def fit_report(report: dict[str, Any], limit: int) -> dict[str, Any]:
         return report
     everything: list[dict[str, Any]] = report["findings"]
     dropped: list[str] = []
-    note = finding(REPORT_TRUNCATED, "", size=size, limit=limit, dropped=dropped,
-                   findings_total=len(everything), findings_kept=len(everything))
+    note = finding(
+        REPORT_TRUNCATED,
+        "",
+        size=size,
+        limit=limit,
+        dropped=dropped,
+        findings_total=len(everything),
+        findings_kept=len(everything),
+    )
     reserve = len(json.dumps(note)) + 400  # its message and the names of the stages it lists
     for f in everything:
         f.pop("details", None)
@@ -106,8 +122,10 @@ def fit_report(report: dict[str, Any], limit: int) -> dict[str, Any]:
         dropped.append("all findings")
     kept = report["findings"]
     note["details"]["findings_kept"] = len(kept)
-    note["message"] = (f"the report ({size} bytes) exceeded max_report_bytes ({limit}): dropped {', '.join(dropped)}; "
-                       f"{len(kept)} of {len(everything)} findings kept, summary counts include all")
+    note["message"] = (
+        f"the report ({size} bytes) exceeded max_report_bytes ({limit}): dropped {', '.join(dropped)}; "
+        f"{len(kept)} of {len(everything)} findings kept, summary counts include all"
+    )
     kept.append(note)
     report["summary"]["counts"]["info"] += 1
     if len(json.dumps(report)) > limit:  # only if the reserve was too small: the note alone fits

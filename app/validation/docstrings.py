@@ -47,8 +47,12 @@ def read_document_strings(model: Any, path: Path, version: int, cap: int) -> tup
         return 0, []
     if total > _DIRECT:
         parsed = parse_document_strings(path, version)
-        if parsed is not None and len(parsed) == total and parsed[0] == tuple(table[0]) \
-                and parsed[-1] == tuple(table[total - 1]):
+        if (
+            parsed is not None
+            and len(parsed) == total
+            and parsed[0] == tuple(table[0])
+            and parsed[-1] == tuple(table[total - 1])
+        ):
             return total, parsed[:cap]
     affordable = total if total <= _DIRECT else max(_BUDGET // total, 1)
     return total, [tuple(table[k]) for k in range(min(total, cap, affordable))]
@@ -81,7 +85,7 @@ def _document_strings_table(fh: BinaryIO, head: struct.Struct) -> bytes | None:
             return None
         if tcode == TCODE_USER_TABLE and len(raw) == 2 * head.size + 16:
             inner, _ = head.unpack_from(raw, head.size)
-            if inner == TCODE_USER_TABLE_UUID and raw[2 * head.size:] == DOCUMENT_STRINGS_ID:
+            if inner == TCODE_USER_TABLE_UUID and raw[2 * head.size :] == DOCUMENT_STRINGS_ID:
                 fh.seek(pos + head.size)
                 return fh.read(length)
         pos += head.size + (0 if tcode & TCODE_SHORT else length)
@@ -113,7 +117,7 @@ class _Chunks:
         stop = pos + 4 + 2 * count
         if stop > end:
             raise _Malformed("string past its chunk")
-        text = self.data[pos + 4:stop].decode("utf-16-le", errors="replace")
+        text = self.data[pos + 4 : stop].decode("utf-16-le", errors="replace")
         return text.removesuffix("\x00"), stop
 
 
@@ -135,7 +139,7 @@ def _strings(c: _Chunks) -> list[tuple[str, str]]:
         pos += c.head.size + length
     start, end = c.chunk(pos, class_end, TCODE_CLASS_USERDATA)
     header, after_header = c.chunk(start + 1, end, TCODE_CLASS_USERDATA_HEADER)  # after a 1-byte version
-    if c.data[header:header + 16] != STRING_LIST_ID:
+    if c.data[header : header + 16] != STRING_LIST_ID:
         raise _Malformed("the document string table holds no string list")
     start, end = c.chunk(after_header, end, TCODE_ANONYMOUS_CHUNK)
     start, end = c.chunk(start, end, TCODE_ANONYMOUS_CHUNK)

@@ -81,7 +81,9 @@ def validate_path(
     pending += nomenclature.check_object_names(data.names, data.kinds, rules, data.in_block)
     pending += nomenclature.check_layer_names(layers, rules)
     pending += layer_tree.check_cycles(layers, layer_cycles)
-    pending += block_checks.check_cycles(blocks, guard("block cycles", block_checks.read_block_cycles, [], model, data.nested_refs))
+    pending += block_checks.check_cycles(
+        blocks, guard("block cycles", block_checks.read_block_cycles, [], model, data.nested_refs)
+    )
     pending += conventions.check_layers(layers, rules)
     pending += conventions.check_objects(data, rules)
     pending += conventions.check_units(settings["unit_system"], rules)
@@ -93,12 +95,27 @@ def validate_path(
     pending += geometry.check_objects(data, boxes, tol)
     pending += geometry.check_far_outside(data, boxes, tol, rules)
     pending += [
-        (i, finding(CHECK_ERROR, f"check {check!r} failed on a {data.kinds[i]}: {error}: {message}",
-                    check=check, exception=error, kind=data.kinds[i]))
+        (
+            i,
+            finding(
+                CHECK_ERROR,
+                f"check {check!r} failed on a {data.kinds[i]}: {error}: {message}",
+                check=check,
+                exception=error,
+                kind=data.kinds[i],
+            ),
+        )
         for i, check, error, message in data.errors
     ]
-    strings = guard("document strings", docstrings.read_document_strings, (0, []),
-                    model, loaded.path, loaded.archive_version, rules.max_listed_strings)
+    strings = guard(
+        "document strings",
+        docstrings.read_document_strings,
+        (0, []),
+        model,
+        loaded.path,
+        loaded.archive_version,
+        rules.max_listed_strings,
+    )
     meta, notes = metadata.build_metadata(loaded, settings, layers, blocks, data, boxes, rules, strings, file_name)
 
     def object_id(index: int) -> str:
@@ -136,9 +153,18 @@ class _Guard:
         try:
             return read(*args)
         except Exception as exc:  # noqa: BLE001 (what a model contains never ends the report)
-            self.pending.append((None, finding(
-                CHECK_ERROR, f"reading the model's {check} failed: {type(exc).__name__}: {str(exc)[:300]}",
-                check=check, exception=type(exc).__name__, kind=None)))
+            self.pending.append(
+                (
+                    None,
+                    finding(
+                        CHECK_ERROR,
+                        f"reading the model's {check} failed: {type(exc).__name__}: {str(exc)[:300]}",
+                        check=check,
+                        exception=type(exc).__name__,
+                        kind=None,
+                    ),
+                )
+            )
             return default
 
 
@@ -148,7 +174,15 @@ def _model_level(loaded: LoadedModel, data: ObjectData) -> list[Pending]:
         out.append((None, finding(MODEL_EMPTY, "the model contains no objects")))
     records = loaded.object_records
     if records is not None and data.count < records:
-        out.append((None, finding(
-            OBJECTS_UNREADABLE, f"only {data.count} of {records} object records in the file could be read",
-            object_records=records, objects_read=data.count)))
+        out.append(
+            (
+                None,
+                finding(
+                    OBJECTS_UNREADABLE,
+                    f"only {data.count} of {records} object records in the file could be read",
+                    object_records=records,
+                    objects_read=data.count,
+                ),
+            )
+        )
     return out

@@ -94,7 +94,8 @@ def _check_end_mark(frame: _Framing, pos: int, length: int) -> None:
         return
     if recorded == end:
         raise UnreadableModelError(
-            f"corrupt .3dm file: {frame.size - end} unexpected bytes after the end-of-file mark", "corrupt")
+            f"corrupt .3dm file: {frame.size - end} unexpected bytes after the end-of-file mark", "corrupt"
+        )
     frame.fail(f"end-of-file mark records {recorded} bytes, file has {frame.size}")
 
 

@@ -111,7 +111,17 @@ def check_objects(data: ObjectData, boxes: BoxColumns, tol: float) -> list[Pendi
         for i in data.invalid
     ]
     for i, code, reason in data.open_solids:
-        out.append((i, finding(code, f"{kinds[i]} is open but a closed solid is expected ({reason})", kind=kinds[i], expected_because=reason)))
+        out.append(
+            (
+                i,
+                finding(
+                    code,
+                    f"{kinds[i]} is open but a closed solid is expected ({reason})",
+                    kind=kinds[i],
+                    expected_because=reason,
+                ),
+            )
+        )
     skip = set(data.invalid) | data.no_box
     flat_matters = data.solid_expected - {i for i, _, _ in data.open_solids}  # "flat" only for closed ones
     finite = boxes.finite
@@ -130,7 +140,18 @@ def check_objects(data: ObjectData, boxes: BoxColumns, tol: float) -> list[Pendi
         else:
             problem = _degenerate(d - a, e - b, f - c, tol, i in flat_matters)
         if problem:
-            out.append((i, finding(BBOX_DEGENERATE, f"{kinds[i]} bounding box is {problem}", kind=kinds[i], problem=problem, box=_box_json(boxes.box(i)))))
+            out.append(
+                (
+                    i,
+                    finding(
+                        BBOX_DEGENERATE,
+                        f"{kinds[i]} bounding box is {problem}",
+                        kind=kinds[i],
+                        problem=problem,
+                        box=_box_json(boxes.box(i)),
+                    ),
+                )
+            )
     return out
 
 
@@ -139,7 +160,11 @@ def _out_of_range(kind: str, box: tuple[float, ...], bad: list[float]) -> dict[s
     return finding(
         COORDINATE_OUT_OF_RANGE,
         f"{kind} has coordinates beyond +-{COORDINATE_LIMIT:g} model units or not finite ({', '.join(values[:3])})",
-        kind=kind, values=values, limit=COORDINATE_LIMIT, box=_box_json(box))
+        kind=kind,
+        values=values,
+        limit=COORDINATE_LIMIT,
+        box=_box_json(box),
+    )
 
 
 def _degenerate(dx: float, dy: float, dz: float, tol: float, solid: bool) -> str | None:
@@ -162,17 +187,31 @@ def check_far_outside(data: ObjectData, boxes: BoxColumns, tol: float, rules: Va
     cz = array("d", (a * 0.5 + b * 0.5 for a, b in zip(z0, z1, strict=True)))
     mx, my, mz = median(cx), median(cy), median(cz)
     dists = array("d", (math.hypot(x - mx, y - my, z - mz) for x, y, z in zip(cx, cy, cz, strict=True)))
-    half = median(array("d", (math.hypot(b - a, d - c, f - e) * 0.5 for a, b, c, d, e, f in zip(x0, x1, y0, y1, z0, z1, strict=True))))
+    half = median(
+        array(
+            "d",
+            (math.hypot(b - a, d - c, f - e) * 0.5 for a, b, c, d, e, f in zip(x0, x1, y0, y1, z0, z1, strict=True)),
+        )
+    )
     scale = max(median(dists), half, tol)
     limit = rules.far_outside_factor * scale
     out: list[Pending] = []
     for j, dist in enumerate(dists):
         if dist > limit:
             i = boxes.usable[j]
-            out.append((i, finding(
-                OBJECT_FAR_OUTSIDE,
-                f"{data.kinds[i]} lies {dist:g} from the model's median centre (limit {limit:g})",
-                distance=dist, limit=limit, centre=[cx[j], cy[j], cz[j]], median_centre=[mx, my, mz])))
+            out.append(
+                (
+                    i,
+                    finding(
+                        OBJECT_FAR_OUTSIDE,
+                        f"{data.kinds[i]} lies {dist:g} from the model's median centre (limit {limit:g})",
+                        distance=dist,
+                        limit=limit,
+                        centre=[cx[j], cy[j], cz[j]],
+                        median_centre=[mx, my, mz],
+                    ),
+                )
+            )
     return out
 
 

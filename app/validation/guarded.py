@@ -41,9 +41,15 @@ MODEL_TOO_LARGE = "MODEL_TOO_LARGE"
 MIB = 1024 * 1024
 
 
-def run_guarded(target: Callable[..., Any], path: str | os.PathLike[str], *, limits: Limits,
-                max_objects: int | None = None, progress: ProgressCallback | None = None,
-                **kwargs: Any) -> tuple[Outcome, dict[str, Any]]:
+def run_guarded(
+    target: Callable[..., Any],
+    path: str | os.PathLike[str],
+    *,
+    limits: Limits,
+    max_objects: int | None = None,
+    progress: ProgressCallback | None = None,
+    **kwargs: Any,
+) -> tuple[Outcome, dict[str, Any]]:
     """`target(path, **kwargs)` as every reader of an uploaded model runs it: the header and framing
     checks (UnreadableModelError raised here), the declared-size guard (an Outcome of kind
     `too_large`, no child started), then the sandbox. Returns the outcome and what the file declared."""
@@ -64,8 +70,15 @@ def validate_guarded(
     max_report_bytes: int | None = None,
 ) -> dict[str, Any]:
     outcome, declared = run_guarded(
-        validate_path, path, limits=limits, max_objects=ruleset.rules.max_object_count if ruleset else None,
-        progress=progress, ruleset=ruleset, file_name=file_name, max_report_bytes=max_report_bytes)
+        validate_path,
+        path,
+        limits=limits,
+        max_objects=ruleset.rules.max_object_count if ruleset else None,
+        progress=progress,
+        ruleset=ruleset,
+        file_name=file_name,
+        max_report_bytes=max_report_bytes,
+    )
     file_name = file_name or Path(path).name
     if outcome.kind == "value":
         report: dict[str, Any] = outcome.value  # what the child sent back, as JSON
@@ -81,17 +94,23 @@ def validate_guarded(
 def declared_facts(path: str | os.PathLike[str], facts: FileFacts) -> dict[str, Any]:
     """What the file says about itself before it is read (reader.inspect_file, prescan.py)."""
     expansion = declared_expansion(path, facts.archive_version)
-    return {"file_size_bytes": facts.size, "archive_version": facts.archive_version,
-            "object_records": facts.object_records, "compressed_buffers": expansion.compressed_buffers,
-            "declared_uncompressed_bytes": expansion.uncompressed_bytes}
+    return {
+        "file_size_bytes": facts.size,
+        "archive_version": facts.archive_version,
+        "object_records": facts.object_records,
+        "compressed_buffers": expansion.compressed_buffers,
+        "declared_uncompressed_bytes": expansion.uncompressed_bytes,
+    }
 
 
 def refusal(declared: dict[str, Any], limits: Limits, max_objects: int | None) -> str | None:
     """Why the file is too large to read at all, or None."""
     inflated = declared["declared_uncompressed_bytes"]
     if limits.memory_mb > 0 and inflated > limits.memory_mb * MIB:
-        return (f"the file declares {inflated / MIB:,.0f} MB of compressed data (mesh arrays, embedded files), "
-                f"more than the {limits.memory_mb} MB a validation may use (VALIDATION_MAX_MEMORY_MB)")
+        return (
+            f"the file declares {inflated / MIB:,.0f} MB of compressed data (mesh arrays, embedded files), "
+            f"more than the {limits.memory_mb} MB a validation may use (VALIDATION_MAX_MEMORY_MB)"
+        )
     records = declared["object_records"]
     if max_objects is not None and records is not None and records > max_objects:
         return f"the file declares {records} objects, more than the ruleset's max_object_count ({max_objects})"
@@ -103,17 +122,29 @@ def unreadable_report(error: UnreadableModelError, ruleset: Ruleset | None, file
     return failure_report(MODEL_UNREADABLE, error.reason, {"reason_code": error.code}, ruleset, file_name)
 
 
-def failure_report(code: str, message: str, details: dict[str, Any], ruleset: Ruleset | None,
-                   file_name: str) -> dict[str, Any]:
+def failure_report(
+    code: str, message: str, details: dict[str, Any], ruleset: Ruleset | None, file_name: str
+) -> dict[str, Any]:
     """A report for a model the engine could not finish: rejected, one error finding, no metadata."""
     rules = ruleset.rules if ruleset is not None else DEFAULT_RULES
     return {
         "schema_version": SCHEMA_VERSION,
-        "summary": {"counts": {"error": 1, "warning": 0, "info": 0}, "passed": False, "objects": 0,
-                    "duration_seconds": details.get("seconds", 0.0)},
+        "summary": {
+            "counts": {"error": 1, "warning": 0, "info": 0},
+            "passed": False,
+            "objects": 0,
+            "duration_seconds": details.get("seconds", 0.0),
+        },
         "metadata": None,
-        "findings": [{"code": code, "severity": "error", "object_id": None, "message": message[:2000],
-                      "details": {"file_name": file_name, **details}}],
+        "findings": [
+            {
+                "code": code,
+                "severity": "error",
+                "object_id": None,
+                "message": message[:2000],
+                "details": {"file_name": file_name, **details},
+            }
+        ],
         "ruleset": report_ref(ruleset, rules),
         "rules": rules.as_dict(),
     }

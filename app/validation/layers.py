@@ -31,17 +31,25 @@ def read_layer_tree(model: Any) -> tuple[list[dict[str, Any]], list[list[int]]]:
     """(layers in table order: index, name, full path, parent's full path, id; the cycles, each
     a list of positions in that list). Each layer wrapper is fetched once."""
     raw = [(layer.Index, layer.Name or "", str(layer.Id), str(layer.ParentLayerId)) for layer in model.Layers]
-    paths, parents, cycles = full_paths([name for _, name, _, _ in raw], [lid for _, _, lid, _ in raw],
-                                        [pid for _, _, _, pid in raw])
+    paths, parents, cycles = full_paths(
+        [name for _, name, _, _ in raw], [lid for _, _, lid, _ in raw], [pid for _, _, _, pid in raw]
+    )
     layers = [
-        {"index": index, "name": name, "full_path": path, "id": lid,
-         "parent": None if parent is None else paths[parent]}
+        {
+            "index": index,
+            "name": name,
+            "full_path": path,
+            "id": lid,
+            "parent": None if parent is None else paths[parent],
+        }
         for (index, name, lid, _), path, parent in zip(raw, paths, parents, strict=True)
     ]
     return layers, cycles
 
 
-def full_paths(names: list[str], ids: list[str], parent_ids: list[str]) -> tuple[list[str], list[int | None], list[list[int]]]:
+def full_paths(
+    names: list[str], ids: list[str], parent_ids: list[str]
+) -> tuple[list[str], list[int | None], list[list[int]]]:
     """(full path per layer, parent position per layer or None, cycles). Linear in the number of
     layers plus the characters written (each path at most MAX_PATH_CHARS)."""
     n = len(names)
@@ -90,8 +98,17 @@ def check_cycles(layers: list[dict[str, Any]], cycles: list[list[int]]) -> list[
         members = [layers[k] for k in cycle[:MAX_CYCLE_LISTED]]
         names = ", ".join(repr(clip(layer["name"], 60)) for layer in members[:5])
         more = f" and {len(cycle) - 5} more" if len(cycle) > 5 else ""
-        out.append((None, finding(
-            LAYER_CYCLE, f"layer parents form a cycle of {len(cycle)} layer(s): {names}{more}",
-            size=len(cycle), layer_ids=[layer["id"] for layer in members],
-            names=[layer["name"] for layer in members], truncated=len(cycle) > MAX_CYCLE_LISTED)))
+        out.append(
+            (
+                None,
+                finding(
+                    LAYER_CYCLE,
+                    f"layer parents form a cycle of {len(cycle)} layer(s): {names}{more}",
+                    size=len(cycle),
+                    layer_ids=[layer["id"] for layer in members],
+                    names=[layer["name"] for layer in members],
+                    truncated=len(cycle) > MAX_CYCLE_LISTED,
+                ),
+            )
+        )
     return out

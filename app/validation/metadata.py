@@ -29,7 +29,8 @@ Pending = tuple[int | None, dict[str, Any]]
 
 # What the report shows when the model's settings cannot be read (a CHECK_ERROR says why).
 UNKNOWN_SETTINGS: dict[str, Any] = {
-    "unit_system": "Unset", "tolerances": {"absolute": None, "angle_degrees": None, "relative": None},
+    "unit_system": "Unset",
+    "tolerances": {"absolute": None, "angle_degrees": None, "relative": None},
 }
 
 
@@ -78,9 +79,14 @@ def build_metadata(
     notes: list[Pending] = []
     per_layer = Counter(data.layers)
     listed = [
-        {**layer, "name": cut(layer["name"]), "full_path": cut(layer["full_path"]),
-         "parent": None if layer["parent"] is None else cut(layer["parent"]), "objects": per_layer.get(layer["index"], 0)}
-        for layer in layers[:rules.max_listed_layers]
+        {
+            **layer,
+            "name": cut(layer["name"]),
+            "full_path": cut(layer["full_path"]),
+            "parent": None if layer["parent"] is None else cut(layer["parent"]),
+            "objects": per_layer.get(layer["index"], 0),
+        }
+        for layer in layers[: rules.max_listed_layers]
     ]
     notes += _note(LAYERS_TRUNCATED, "layers", len(layers), len(listed), cut.take())
     block_info = _blocks(blocks, data, rules.max_listed_names, cut)
@@ -141,7 +147,9 @@ def _note(code: str, what: str, total: int, listed: int, shortened: int) -> list
 
 
 def _blocks(blocks: list[dict[str, Any]], data: ObjectData, cap: int, cut: _Clip) -> dict[str, Any]:
-    listed = [{**block, "name": cut(block["name"]), "instances": data.instances.get(block["id"], 0)} for block in blocks[:cap]]
+    listed = [
+        {**block, "name": cut(block["name"]), "instances": data.instances.get(block["id"], 0)} for block in blocks[:cap]
+    ]
     return {
         "count": len(blocks),
         "member_objects": len(data.in_block),

@@ -46,25 +46,41 @@ def check_object_names(
         if code == NAME_MISSING:
             out.append((i, finding(NAME_MISSING, f"{kinds[i]} has no name", name=name, expected=rules.name_expected)))
         elif code == NAME_PATTERN:
-            out.append((i, finding(
-                NAME_PATTERN, f"object name {clip(name, QUOTED_CHARS)!r} does not follow {rules.name_expected}",
-                name=name, expected=rules.name_expected, pattern=rules.name_pattern)))
+            out.append(
+                (
+                    i,
+                    finding(
+                        NAME_PATTERN,
+                        f"object name {clip(name, QUOTED_CHARS)!r} does not follow {rules.name_expected}",
+                        name=name,
+                        expected=rules.name_expected,
+                        pattern=rules.name_pattern,
+                    ),
+                )
+            )
     if rules.unique_names:
         out.extend(_duplicates(listed, verdict, rules))
     return out
 
 
-def _duplicates(
-    names: Sequence[str | None], verdict: dict[str, str | None], rules: ValidationRules
-) -> list[Pending]:
+def _duplicates(names: Sequence[str | None], verdict: dict[str, str | None], rules: ValidationRules) -> list[Pending]:
     counts = Counter(names)
     repeated = {n for n, c in counts.items() if c > 1 and n is not None and verdict[n] != NAME_MISSING}
     if not repeated:
         return []
     return [
-        (i, finding(NAME_DUPLICATE, f"object name {clip(name, QUOTED_CHARS)!r} is used by {counts[name]} objects",
-                    name=name, count=counts[name], expected=rules.name_expected))
-        for i, name in enumerate(names) if name in repeated
+        (
+            i,
+            finding(
+                NAME_DUPLICATE,
+                f"object name {clip(name, QUOTED_CHARS)!r} is used by {counts[name]} objects",
+                name=name,
+                count=counts[name],
+                expected=rules.name_expected,
+            ),
+        )
+        for i, name in enumerate(names)
+        if name in repeated
     ]
 
 
@@ -73,10 +89,20 @@ def check_layer_names(layers: list[dict[str, Any]], rules: ValidationRules) -> l
     for layer in layers:
         name = layer["name"]
         if rules.layer_re.fullmatch(name) is None:
-            out.append((None, finding(
-                LAYER_NAME_PATTERN,
-                f"layer name {clip(name, QUOTED_CHARS)!r} ({clip(layer['full_path'], QUOTED_CHARS)}) "
-                f"does not follow {rules.layer_expected}",
-                name=name, full_path=layer["full_path"], layer_index=layer["index"], layer_id=layer["id"],
-                expected=rules.layer_expected, pattern=rules.layer_pattern)))
+            out.append(
+                (
+                    None,
+                    finding(
+                        LAYER_NAME_PATTERN,
+                        f"layer name {clip(name, QUOTED_CHARS)!r} ({clip(layer['full_path'], QUOTED_CHARS)}) "
+                        f"does not follow {rules.layer_expected}",
+                        name=name,
+                        full_path=layer["full_path"],
+                        layer_index=layer["index"],
+                        layer_id=layer["id"],
+                        expected=rules.layer_expected,
+                        pattern=rules.layer_pattern,
+                    ),
+                )
+            )
     return out

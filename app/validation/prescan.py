@@ -45,7 +45,7 @@ def declared_expansion(path: str | os.PathLike[str], archive_version: int) -> De
             while pos >= 0:
                 start = pos + len(_MARKER) + length_size  # the zlib stream
                 if start < size and data[start] in _ZLIB_CMF:
-                    chunk = int.from_bytes(data[pos + len(_MARKER):start], "little")
+                    chunk = int.from_bytes(data[pos + len(_MARKER) : start], "little")
                     if start + chunk <= size:
                         buffers += 1
                         total += struct.unpack_from("<I", data, pos - 8)[0]

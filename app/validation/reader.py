@@ -119,9 +119,9 @@ def _check_header(head: bytes, size: int) -> int:
         raise UnreadableModelError(f"not a .3dm file: {_sniff(head)}", "not_3dm")
     if len(head) < HEADER_SIZE:
         raise UnreadableModelError(f"truncated .3dm file: only {size} bytes, header incomplete", "truncated")
-    digits = head[len(MAGIC):].strip(b" ")
+    digits = head[len(MAGIC) :].strip(b" ")
     if not digits.isdigit() or int(digits) < 1:
-        raise UnreadableModelError(f"bad .3dm header: version field {head[len(MAGIC):]!r}", "bad_header")
+        raise UnreadableModelError(f"bad .3dm header: version field {head[len(MAGIC) :]!r}", "bad_header")
     return int(digits)
 
 
@@ -133,8 +133,9 @@ def _check_really_v1(fh: BinaryIO, size: int) -> None:
         scan_framing(fh, size, 50)
     except UnreadableModelError:
         return
-    raise UnreadableModelError("bad .3dm header: it says Rhino 1, but the file is framed as a Rhino 5 or later "
-                               "archive", "bad_header")
+    raise UnreadableModelError(
+        "bad .3dm header: it says Rhino 1, but the file is framed as a Rhino 5 or later archive", "bad_header"
+    )
 
 
 def _sniff(head: bytes) -> str:

@@ -56,8 +56,10 @@ class Finding(_Strict):
     object_id: str | None = Field(description="Attributes.Id of the object, null for model-level findings")
     message: str = Field(description="At most max_message_chars characters")
     details: dict[str, Any] | None = Field(
-        None, description="Strings cut to max_message_chars, lists to 100 items, no inf or NaN; "
-                          "dropped when the report had to shrink to max_report_bytes")
+        None,
+        description="Strings cut to max_message_chars, lists to 100 items, no inf or NaN; "
+        "dropped when the report had to shrink to max_report_bytes",
+    )
 
 
 class SeverityCounts(_Strict):
@@ -81,8 +83,10 @@ class BoundingBoxInfo(_Strict):
 class LayerInfo(_Strict):
     index: int
     name: str
-    full_path: str = Field(description="Parent::Child, computed from names and parent ids; a layer on a parent "
-                                       "cycle (LAYER_CYCLE) has its own name")
+    full_path: str = Field(
+        description="Parent::Child, computed from names and parent ids; a layer on a parent "
+        "cycle (LAYER_CYCLE) has its own name"
+    )
     parent: str | None = Field(description="Full path of the parent layer, null at top level")
     id: str
     objects: int = Field(description="Objects on this layer (block members included)")
@@ -141,7 +145,9 @@ class Metadata(_Strict):
     block_definitions: BlockDefinitions
     named_objects: NamedObjects
     document_user_string_count: int = Field(description="Entries of the document string table")
-    document_user_strings: dict[str, str] = Field(description="The first max_listed_strings entries (STRINGS_TRUNCATED)")
+    document_user_strings: dict[str, str] = Field(
+        description="The first max_listed_strings entries (STRINGS_TRUNCATED)"
+    )
     document_user_strings_truncated: bool
     bounding_box: BoundingBoxInfo | None = Field(description="Union of valid object boxes; null without geometry")
 
@@ -149,9 +155,11 @@ class Metadata(_Strict):
 class Report(_Strict):
     schema_version: Literal["1.0"]
     summary: Summary
-    metadata: Metadata | None = Field(description="Null when the model was not read to the end: the one error "
-                                                  "finding is MODEL_UNREADABLE, MODEL_TOO_LARGE, RESOURCE_LIMIT or "
-                                                  "ENGINE_CRASH (app/validation/guarded.py)")
+    metadata: Metadata | None = Field(
+        description="Null when the model was not read to the end: the one error "
+        "finding is MODEL_UNREADABLE, MODEL_TOO_LARGE, RESOURCE_LIMIT or "
+        "ENGINE_CRASH (app/validation/guarded.py)"
+    )
     findings: list[Finding]
     ruleset: RulesetRef
     rules: dict[str, Any] = Field(description="The ValidationRules used")

@@ -29,17 +29,46 @@ DEFAULT_NAME_EXPECTED = "PROJECT-ZONE-TYPE-NNN, e.g. LIB-Z01-WALL-001"
 # 1-64 characters starting with an uppercase letter or digit, then letters,
 # digits, space, "_" or "-".
 DEFAULT_LAYER_PATTERN = r"Default|[A-Z0-9][A-Za-z0-9 _-]{0,63}"
-DEFAULT_LAYER_EXPECTED = "'Default' or an uppercase letter/digit followed by letters, digits, space, _ or - (max 64), e.g. WALLS"
+DEFAULT_LAYER_EXPECTED = (
+    "'Default' or an uppercase letter/digit followed by letters, digits, space, _ or - (max 64), e.g. WALLS"
+)
 
 SEVERITY_CHOICES = ("error", "warning", "info", "off")
 # Lower bounds of the report caps (a report cut down to its summary and scalar metadata fits in 10,000 bytes).
-_LEAST = {"max_findings_per_code": 1, "max_listed_names": 0, "max_listed_layers": 0, "max_listed_strings": 0,
-          "max_message_chars": 40, "max_report_bytes": 10_000}
+_LEAST = {
+    "max_findings_per_code": 1,
+    "max_listed_names": 0,
+    "max_listed_layers": 0,
+    "max_listed_strings": 0,
+    "max_message_chars": 40,
+    "max_report_bytes": 10_000,
+}
 # rhino3dm's UnitSystem names a model can declare (required_units)
 UNIT_NAMES = (
-    "Angstroms", "Nanometers", "Microns", "Millimeters", "Centimeters", "Decimeters", "Meters", "Dekameters",
-    "Hectometers", "Kilometers", "Megameters", "Gigameters", "Microinches", "Mils", "Inches", "Feet", "Yards",
-    "Miles", "PrinterPoints", "PrinterPicas", "NauticalMiles", "AstronomicalUnits", "LightYears", "Parsecs",
+    "Angstroms",
+    "Nanometers",
+    "Microns",
+    "Millimeters",
+    "Centimeters",
+    "Decimeters",
+    "Meters",
+    "Dekameters",
+    "Hectometers",
+    "Kilometers",
+    "Megameters",
+    "Gigameters",
+    "Microinches",
+    "Mils",
+    "Inches",
+    "Feet",
+    "Yards",
+    "Miles",
+    "PrinterPoints",
+    "PrinterPicas",
+    "NauticalMiles",
+    "AstronomicalUnits",
+    "LightYears",
+    "Parsecs",
     "CustomUnits",
 )
 
@@ -107,8 +136,10 @@ class ValidationRules:
             raise RulesError("required_units", f"unknown unit {self.required_units!r}; one of {', '.join(UNIT_NAMES)}")
         unknown_kinds = [kind for kind in self.allowed_object_types if kind not in KNOWN_KINDS]
         if unknown_kinds:
-            raise RulesError("allowed_object_types", f"unknown type(s) {', '.join(map(repr, unknown_kinds))}; "
-                             f"known: {', '.join(KNOWN_KINDS)}")
+            raise RulesError(
+                "allowed_object_types",
+                f"unknown type(s) {', '.join(map(repr, unknown_kinds))}; known: {', '.join(KNOWN_KINDS)}",
+            )
         for code, level in self.severity.items():
             if code not in SEVERITY_BY_CODE:
                 raise RulesError("severity", f"unknown finding code {code!r}")
@@ -160,9 +191,18 @@ def _plain(value: Any) -> Any:
 
 RULE_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ValidationRules) if f.init)
 _KIND = {  # field -> expected JSON/TOML shape
-    f.name: {"str": "str", "bool": "bool", "float": "float", "int": "int", "str | None": "str?",
-             "int | None": "int?", "tuple[str, ...]": "list", "Mapping[str, str]": "map"}[str(f.type)]
-    for f in dataclasses.fields(ValidationRules) if f.init
+    f.name: {
+        "str": "str",
+        "bool": "bool",
+        "float": "float",
+        "int": "int",
+        "str | None": "str?",
+        "int | None": "int?",
+        "tuple[str, ...]": "list",
+        "Mapping[str, str]": "map",
+    }[str(f.type)]
+    for f in dataclasses.fields(ValidationRules)
+    if f.init
 }
 
 
@@ -193,8 +233,14 @@ def _coerce(key: str, value: Any) -> Any:
         "map": isinstance(value, Mapping) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()),
     }[kind]
     if not ok:
-        wanted = {"str": "a string", "bool": "true or false", "int": "an integer", "float": "a finite number",
-                  "list": "a list of strings", "map": "a table of string keys to string values"}[kind]
+        wanted = {
+            "str": "a string",
+            "bool": "true or false",
+            "int": "an integer",
+            "float": "a finite number",
+            "list": "a list of strings",
+            "map": "a table of string keys to string values",
+        }[kind]
         raise RulesError(key, f"must be {wanted}")
     if kind == "float":
         return float(value)

@@ -53,8 +53,10 @@ class Ruleset:
 
 def check_name(name: str) -> str:
     if not NAME_RE.fullmatch(name):
-        raise RulesetError(f"invalid ruleset name {name!r}: 1-64 letters, digits, '_', '-' or '.', "
-                           "starting with a letter or digit", field="name")
+        raise RulesetError(
+            f"invalid ruleset name {name!r}: 1-64 letters, digits, '_', '-' or '.', starting with a letter or digit",
+            field="name",
+        )
     return name
 
 
@@ -67,8 +69,9 @@ def rules_sha256(rules: ValidationRules, description: str | None = None) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def build_ruleset(name: str, content: Mapping[str, Any], *, version: int | None = None,
-                  source: str | None = None) -> Ruleset:
+def build_ruleset(
+    name: str, content: Mapping[str, Any], *, version: int | None = None, source: str | None = None
+) -> Ruleset:
     """Check `content` (a JSON/TOML object of rule fields) and make a Ruleset of it."""
     check_name(name)
     if not isinstance(content, Mapping):
@@ -76,8 +79,9 @@ def build_ruleset(name: str, content: Mapping[str, Any], *, version: int | None 
     content = dict(content)
     description = content.get("description")
     if description is not None and (not isinstance(description, str) or len(description) > DESCRIPTION_MAX):
-        raise RulesetError(f"description must be a string of at most {DESCRIPTION_MAX} characters",
-                           field="description", source=source)
+        raise RulesetError(
+            f"description must be a string of at most {DESCRIPTION_MAX} characters", field="description", source=source
+        )
     try:
         rules = coerce_rules({key: value for key, value in content.items() if key != "description"})
     except RulesError as exc:

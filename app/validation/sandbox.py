@@ -67,8 +67,9 @@ class Outcome:
     unreadable: UnreadableModelError | None = None
 
 
-def run_sandboxed(target: Callable[..., Any], *args: Any, limits: Limits, progress: Progress | None = None,
-                  **kwargs: Any) -> Outcome:
+def run_sandboxed(
+    target: Callable[..., Any], *args: Any, limits: Limits, progress: Progress | None = None, **kwargs: Any
+) -> Outcome:
     """Call `target(*args, **kwargs)` (its result JSON-safe) in a child under `limits`. A `progress`
     keyword is passed to the target when the caller gives one; its calls reach `progress` here."""
     base_vm_kib, parent = _status_kib("VmSize"), os.getpid()
@@ -95,13 +96,17 @@ def run_sandboxed(target: Callable[..., Any], *args: Any, limits: Limits, progre
     max_rss_kib = usage.ru_maxrss if sys.platform.startswith("linux") else usage.ru_maxrss // 1024
     # The child's peak resident size, sampled or from its rusage at exit: the model's memory plus
     # the worker's pages it touched (shared with the worker, not copied).
-    measured = {"seconds": round(time.monotonic() - started, 3), "peak_rss_mb": round(max(hwm_kib, max_rss_kib) / 1024, 1)}
+    measured = {
+        "seconds": round(time.monotonic() - started, 3),
+        "peak_rss_mb": round(max(hwm_kib, max_rss_kib) / 1024, 1),
+    }
     near_cap = bool(limits.memory_mb) and (vm_peak_kib - base_vm_kib) / 1024 >= 0.9 * limits.memory_mb
     return _outcome(lines, status, timed_out, near_cap, measured, limits)
 
 
-def _supervise(pid: int, fd: int, deadline: float,
-               progress: Progress | None) -> tuple[list[Any], bool, tuple[int, int]]:
+def _supervise(
+    pid: int, fd: int, deadline: float, progress: Progress | None
+) -> tuple[list[Any], bool, tuple[int, int]]:
     """Read the child's JSON lines until it closes the pipe or the deadline passes (then SIGKILL).
     Also samples the child's peak address space and resident size (KiB), which a crash or a
     SIGKILL takes with it."""
@@ -138,8 +143,16 @@ def _kill(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
-def _child(fd: int, parent: int, limits: Limits, target: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
-           *, with_progress: bool) -> None:  # pragma: no cover (runs in the forked child)
+def _child(
+    fd: int,
+    parent: int,
+    limits: Limits,
+    target: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    with_progress: bool,
+) -> None:  # pragma: no cover (runs in the forked child)
     code = 0
     try:
         _die_with_parent(parent)
@@ -218,8 +231,9 @@ def _status(pid: int | str, *names: str) -> dict[str, int]:
     return found
 
 
-def _outcome(lines: list[Any], status: int, timed_out: bool, near_cap: bool, measured: dict[str, Any],
-             limits: Limits) -> Outcome:
+def _outcome(
+    lines: list[Any], status: int, timed_out: bool, near_cap: bool, measured: dict[str, Any], limits: Limits
+) -> Outcome:
     """A child killed by a signal after its address space came within 10 % of the cap ran out of
     memory: openNURBS does not check every allocation, so an exhausted cap often ends in SIGSEGV
     or SIGABRT rather than a MemoryError."""
@@ -230,19 +244,34 @@ def _outcome(lines: list[Any], status: int, timed_out: bool, near_cap: bool, mea
         error = UnreadableModelError(final["unreadable"]["reason"], final["unreadable"]["code"])
         return Outcome("unreadable", message=error.reason, details=measured, unreadable=error)
     if timed_out:
-        return Outcome("limit", message=f"stopped after {limits.timeout_s:g} s (VALIDATION_TIMEOUT_S)",
-                       details={"limit": "time", **measured, "limit_seconds": limits.timeout_s})
+        return Outcome(
+            "limit",
+            message=f"stopped after {limits.timeout_s:g} s (VALIDATION_TIMEOUT_S)",
+            details={"limit": "time", **measured, "limit_seconds": limits.timeout_s},
+        )
     signum = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
     exit_code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
     if "memory" in final or exit_code == _MEMORY_EXIT or (signum is not None and near_cap):
-        return Outcome("limit", message=f"needed more than {limits.memory_mb} MB (VALIDATION_MAX_MEMORY_MB)",
-                       details={"limit": "memory", **measured, "limit_mb": limits.memory_mb})
+        return Outcome(
+            "limit",
+            message=f"needed more than {limits.memory_mb} MB (VALIDATION_MAX_MEMORY_MB)",
+            details={"limit": "memory", **measured, "limit_mb": limits.memory_mb},
+        )
     if "error" in final:
-        return Outcome("crash", message=f"the engine raised {final['error']['type']}: {final['error']['message']}",
-                       details={"exception": final["error"]["type"], **measured})
+        return Outcome(
+            "crash",
+            message=f"the engine raised {final['error']['type']}: {final['error']['message']}",
+            details={"exception": final["error"]["type"], **measured},
+        )
     if signum is not None:
         name = signal.Signals(signum).name
-        return Outcome("crash", message=f"the engine was killed by {name}",
-                       details={"signal": name, **measured, "memory_cap_mb": limits.memory_mb})
-    return Outcome("crash", message=f"the engine exited with code {exit_code} and no result",
-                   details={"exit_code": exit_code, **measured})
+        return Outcome(
+            "crash",
+            message=f"the engine was killed by {name}",
+            details={"signal": name, **measured, "memory_cap_mb": limits.memory_mb},
+        )
+    return Outcome(
+        "crash",
+        message=f"the engine exited with code {exit_code} and no result",
+        details={"exit_code": exit_code, **measured},
+    )

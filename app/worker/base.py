@@ -25,7 +25,14 @@ class LibrarianTask(Task):
         owner = self.owner
         if owner:
             with contextlib.suppress(Exception):  # an event listener is best effort; the task goes on
-                agents.publish_status(get_redis(), owner, {
-                    "event": "progress", "task_id": self.request.id, "task_name": self.name,
-                    "percent": percent, **meta,
-                })
+                agents.publish_status(
+                    get_redis(),
+                    owner,
+                    {
+                        "event": "progress",
+                        "task_id": self.request.id,
+                        "task_name": self.name,
+                        "percent": percent,
+                        **meta,
+                    },
+                )

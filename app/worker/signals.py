@@ -77,7 +77,9 @@ def _start_metrics_server(**_: Any) -> None:
         [BrokerCollector(get_redis, include_workers=False)],
         addr=settings.WORKER_METRICS_HOST,
     )
-    log.info("worker metrics listening", url=f"http://{settings.WORKER_METRICS_HOST}:{settings.WORKER_METRICS_PORT}/metrics")
+    log.info(
+        "worker metrics listening", url=f"http://{settings.WORKER_METRICS_HOST}:{settings.WORKER_METRICS_PORT}/metrics"
+    )
 
 
 def _worker_ready(sender: Any = None, **_: Any) -> None:

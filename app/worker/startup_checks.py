@@ -38,6 +38,7 @@ def prepare_database() -> None:
     A bad ruleset file stops the worker; a database that cannot be reached does not (the tasks
     retry, /health reports it), as before rulesets existed.
     """
+
     def prepare() -> None:
         init_db()
         with session_scope() as session:
@@ -85,9 +86,7 @@ def check_broker_durability(client: Any) -> list[str]:
     except Exception as exc:  # noqa: BLE001 (managed Redis often disables CONFIG)
         return [f"could not read the broker's configuration ({type(exc).__name__}): check by hand"]
     if policy and policy != "noeviction":
-        warnings.append(
-            f"broker maxmemory-policy is {policy!r}: Redis may evict queued tasks; use 'noeviction'"
-        )
+        warnings.append(f"broker maxmemory-policy is {policy!r}: Redis may evict queued tasks; use 'noeviction'")
     if appendonly != "yes" and not save:
         warnings.append("broker has no persistence (appendonly no, no save): a restart loses queued tasks")
     return warnings

@@ -33,8 +33,11 @@ def test_paused_users_tasks_wait_others_run_and_resume_completes_all(http, worke
     free = [submit(http, bob) for _ in range(2)]
     for task_id in free:
         wait_until(lambda t=task_id: status(http, t) == "SUCCESS", timeout=20, message="bob's task did not run")
-    wait_until(lambda: http.get(f"/api/v1/agents/{alice}").json()["held_tasks"] == 3, timeout=10,
-               message="alice's tasks were not held")
+    wait_until(
+        lambda: http.get(f"/api/v1/agents/{alice}").json()["held_tasks"] == 3,
+        timeout=10,
+        message="alice's tasks were not held",
+    )
     assert [status(http, t) for t in held] == ["PENDING"] * 3
     answer = http.get(f"/api/v1/tasks/{held[0]}").json()
     assert answer["held"] is True and alice in answer["message"]
@@ -45,7 +48,12 @@ def test_paused_users_tasks_wait_others_run_and_resume_completes_all(http, worke
     assert http.get(f"/api/v1/tasks/{held[0]}").json()["held"] is False  # released, queued again
     for task_id in held:
         wait_until(lambda t=task_id: status(http, t) == "SUCCESS", timeout=20, message="a held task was lost")
-    assert http.get(f"/api/v1/agents/{alice}").json() == {"user_id": alice, "paused": False, "held_tasks": 0, "released_tasks": None}
+    assert http.get(f"/api/v1/agents/{alice}").json() == {
+        "user_id": alice,
+        "paused": False,
+        "held_tasks": 0,
+        "released_tasks": None,
+    }
 
 
 def test_no_task_of_a_paused_user_starts_later_than_one_second_after_the_pause(http, worker):

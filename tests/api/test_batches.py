@@ -35,12 +35,12 @@ def wait_done(http, batch_id: str, timeout: float = 90) -> list[dict]:
 
 
 def items_of(batch_id: str):
+    import uuid
+
     from sqlmodel import Session, select
 
     from app.core.db import get_engine
     from app.models import BatchItem
-
-    import uuid
 
     with Session(get_engine()) as session:
         rows = session.exec(select(BatchItem).where(BatchItem.batch_id == uuid.UUID(str(batch_id)))).all()
@@ -52,8 +52,12 @@ def test_mixed_batch_reaches_the_right_statuses_and_counts_always_add_up(http, w
     assert answer.status_code == 202, answer.text
     batch_id = answer.json()["batch_id"]
     default = http.get("/api/v1/rulesets/default").json()
-    assert answer.json() == {"batch_id": batch_id, "total": 5, "queued": 5,
-                             "ruleset": {"name": "default", "version": default["version"]}}
+    assert answer.json() == {
+        "batch_id": batch_id,
+        "total": 5,
+        "queued": 5,
+        "ruleset": {"name": "default", "version": default["version"]},
+    }
     polls = wait_done(http, batch_id)
     for poll in polls:
         assert sum(poll["by_status"].values()) == 5, poll
@@ -83,8 +87,9 @@ def test_retry_recovers_items_once_the_cause_is_fixed(http, worker, models):
     stored = resolve_in_storage(item.storage_key)
     content = stored.read_bytes()
     stored.unlink()
-    from app.core.db import get_engine
     from sqlmodel import Session
+
+    from app.core.db import get_engine
 
     with Session(get_engine()) as session:
         row = session.get(type(item), item.id)
@@ -157,15 +162,16 @@ def stored_and_incoming() -> tuple[set, set, int]:
     root = settings.storage_dir
     with Session(get_engine()) as session:
         rows = session.exec(select(func.count()).select_from(BatchItem)).one()
-    return ({p for p in (root / "batches").rglob("*") if p.is_file()},
-            {p for p in (root / ".incoming").glob("*")}, rows)
+    return ({p for p in (root / "batches").rglob("*") if p.is_file()}, set((root / ".incoming").glob("*")), rows)
 
 
 def test_a_batch_with_a_file_not_named_3dm_is_415_naming_it_and_stores_nothing(http, models):
     before = stored_and_incoming()
-    files = [("files", ("good.3dm", models["valid_part"].read_bytes())),
-             ("files", ("notes.txt", b"just text")),
-             ("files", ("model.STEP", models["valid_part"].read_bytes()))]
+    files = [
+        ("files", ("good.3dm", models["valid_part"].read_bytes())),
+        ("files", ("notes.txt", b"just text")),
+        ("files", ("model.STEP", models["valid_part"].read_bytes())),
+    ]
     answer = http.post("/api/v1/batches", files=files)
     assert answer.status_code == 415, answer.text
     detail = answer.json()["detail"]
@@ -176,3 +182,90 @@ def test_a_batch_with_a_file_not_named_3dm_is_415_naming_it_and_stores_nothing(h
 def test_a_batch_with_an_uppercase_3dm_extension_is_accepted(http, models):
     answer = http.post("/api/v1/batches", files=[("files", ("PLAN.3DM", models["valid_part"].read_bytes()))])
     assert answer.status_code == 202, answer.text
+
+
+def test_a_paused_owners_batch_is_held_then_finishes_on_resume(http, worker, models):
+    """A batch's messages carry the owner header: the brake holds it like any task of that user."""
+    import uuid
+
+    from tests.utils.processes import wait_until
+
+    owner = f"frank-{uuid.uuid4().hex[:6]}"
+    assert http.post(f"/api/v1/agents/{owner}/pause").json()["paused"] is True
+    time.sleep(0.3)  # the worker hears the pause over pub/sub
+    batch_id = post_batch(http, [models["valid_part"]], owner=owner).json()["batch_id"]
+    wait_until(
+        lambda: http.get(f"/api/v1/agents/{owner}").json()["held_tasks"] == 1,
+        timeout=10,
+        message="the batch's first stage was not held",
+    )
+    assert http.get(f"/api/v1/batches/{batch_id}").json()["by_status"] == {"queued": 1}
+    assert http.post(f"/api/v1/agents/{owner}/resume").json()["released_tasks"] == 1
+    assert wait_done(http, batch_id)[-1]["by_status"] == {"published": 1}
+
+
+def test_publishing_stops_at_the_first_broker_error_and_retry_sends_the_rest(broker, monkeypatch):
+    """Items sent before the error are `queued`, the rest stay `pending`; only the sent ids stay issued."""
+    import uuid
+
+    from kombu.exceptions import OperationalError
+    from sqlmodel import Session
+
+    from app import crud
+    from app.api.routes.batches import publish_items
+    from app.core.db import get_engine, init_db
+    from app.core.errors import DependencyUnavailable
+    from app.core.redis import get_redis
+    from app.core.task_registry import KEY_PREFIX
+    from app.models import BatchItem, ItemStatus
+    from app.worker.celery_app import celery_app
+
+    def third_fails(name, *args, task_id, **kwargs):  # stands in for the broker: nothing reaches a worker
+        if len(sent) == 2:
+            raise OperationalError("broker gone")
+        sent.append(task_id)
+
+    init_db()
+    client = get_redis()
+    sent: list[str] = []
+    issued_before = set(client.scan_iter(f"{KEY_PREFIX}*"))
+    monkeypatch.setattr(celery_app, "send_task", third_fails)
+    with Session(get_engine()) as session:
+        batch_id = uuid.uuid4()
+        items = [
+            BatchItem(
+                batch_id=batch_id,
+                filename=f"f{i}.3dm",
+                storage_key=f"batches/{batch_id}/f{i}.3dm",
+                status=ItemStatus.PENDING,
+            )
+            for i in range(5)
+        ]
+        crud.create_batch(
+            session, batch_id=batch_id, owner=None, ruleset_name="default", ruleset_version=1, items=items
+        )
+        with pytest.raises(DependencyUnavailable):
+            publish_items(session, celery_app, client, items, None)
+        assert crud.count_items_by_status(session, batch_id=batch_id) == {ItemStatus.QUEUED: 2, ItemStatus.PENDING: 3}
+        assert set(client.scan_iter(f"{KEY_PREFIX}*")) - issued_before == {f"{KEY_PREFIX}{t}" for t in sent}
+        assert crud.list_items_to_send(session, batch_id=batch_id) == items[2:]
+
+
+def test_a_batch_answers_503_within_two_seconds_when_the_broker_is_down(models):
+    import httpx
+
+    from tests.conftest import stack_env, start_api
+    from tests.utils.processes import free_port
+
+    dead = f"redis://:secret@127.0.0.1:{free_port()}/0"
+    process, base = start_api("api-batch-no-broker", env=stack_env(REDIS_URL=dead))
+    try:
+        started = time.monotonic()
+        files = [("files", ("a.3dm", models["valid_part"].read_bytes(), "application/octet-stream"))]
+        answer = httpx.post(f"{base}/api/v1/batches", files=files, timeout=30)
+        elapsed = time.monotonic() - started
+        assert answer.status_code == 503, answer.text
+        assert answer.json()["dependency"] == "redis"
+        assert elapsed < 2.0, f"took {elapsed:.2f}s"
+    finally:
+        process.stop()

@@ -25,7 +25,7 @@ def api_without_broker():
 
 
 def test_submit_answers_503_json_within_two_seconds(api_without_broker):
-    process, base = api_without_broker
+    _, base = api_without_broker
     for _ in range(3):
         started = time.monotonic()
         answer = httpx.post(f"{base}/api/v1/tasks/test", params={"message": "Hello"}, timeout=30)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import concurrent.futures
-import time
 
 import httpx
 import pytest
@@ -85,14 +84,21 @@ def test_redis_outage_degrades_gracefully_and_recovers(stack, own_broker, models
     revived.start()
     try:
         task_id = wait_until(
-            lambda: (r := httpx.post(f"{base}/api/v1/tasks/test", params={"steps": 1}, timeout=10)).status_code == 202
-            and r.json()["task_id"], timeout=20, message="the API did not recover",
+            lambda: (
+                (r := httpx.post(f"{base}/api/v1/tasks/test", params={"steps": 1}, timeout=10)).status_code == 202
+                and r.json()["task_id"]
+            ),
+            timeout=20,
+            message="the API did not recover",
         )
         # The worker reconnects on its own with kombu's growing retry interval (up to tens of
         # seconds after a long outage on a loaded machine): generous, but no restart allowed.
         try:
-            wait_until(lambda: httpx.get(f"{base}/api/v1/tasks/{task_id}").json()["status"] == "SUCCESS", timeout=90,
-                       message="the worker did not recover")
+            wait_until(
+                lambda: httpx.get(f"{base}/api/v1/tasks/{task_id}").json()["status"] == "SUCCESS",
+                timeout=90,
+                message="the worker did not recover",
+            )
         except TimeoutError as exc:
             state = httpx.get(f"{base}/api/v1/tasks/{task_id}").json()
             raise AssertionError(f"{exc}; task {state}; worker output (tail):\n{worker.output()[-8000:]}") from None
@@ -113,7 +119,9 @@ def test_many_concurrent_requests_use_a_bounded_number_of_connections(stack, own
 
     def burst() -> int:
         with concurrent.futures.ThreadPoolExecutor(max_workers=50) as pool:
-            codes = list(pool.map(lambda _: httpx.get(f"{base}/health-check/redis", timeout=20).status_code, range(300)))
+            codes = list(
+                pool.map(lambda _: httpx.get(f"{base}/health-check/redis", timeout=20).status_code, range(300))
+            )
         assert codes.count(200) == 300
         return sum(1 for c in admin.client_list() if c.get("name") == f"librarian-{api.pid}")
 

@@ -3,6 +3,7 @@ the operations, from the assets vendored in app/api/docs_assets/."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -31,27 +32,40 @@ def offline_dom(url: str, profile: Path, timeout: float = 90) -> str:
     other name resolves to nothing and every other request goes to a dead proxy."""
     chromium = require("chromium", "chromium")
     argv = [
-        chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-quic",
+        chromium,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-quic",
         f"--user-data-dir={profile}",
         "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
-        f"--proxy-server=http://127.0.0.1:{dead_port()}", "--proxy-bypass-list=127.0.0.1",
-        "--virtual-time-budget=15000", "--dump-dom", url,
+        f"--proxy-server=http://127.0.0.1:{dead_port()}",
+        "--proxy-bypass-list=127.0.0.1",
+        "--virtual-time-budget=15000",
+        "--dump-dom",
+        url,
     ]
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         stdout, stderr = process.communicate(timeout=timeout)
     finally:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, 9)  # helpers left behind, if any
-        except ProcessLookupError:
-            pass
     assert process.returncode == 0, stderr[-2000:]
     return stdout
 
 
 def external_urls(html: str) -> list[str]:
-    return [u for u in re.findall(r"""(?:src|href)=["']?(https?://[^"' >]+)""", html) if not u.startswith("http://127.0.0.1")]
+    return [
+        u
+        for u in re.findall(r"""(?:src|href)=["']?(https?://[^"' >]+)""", html)
+        if not u.startswith("http://127.0.0.1")
+    ]
 
 
 def test_the_docs_pages_name_no_outside_url(http):
@@ -71,8 +85,8 @@ def test_this_chromium_really_is_offline(tmp_path):
 
 
 def test_swagger_ui_lists_the_operations_offline(api, tmp_path):
-    assert UPLOAD_OPERATION in {op["operationId"] for p in httpx.get(f"{api.base_url}/openapi.json").json()["paths"].values()
-                                for op in p.values()}
+    paths = httpx.get(f"{api.base_url}/openapi.json").json()["paths"]
+    assert UPLOAD_OPERATION in {op["operationId"] for p in paths.values() for op in p.values()}
     dom = offline_dom(f"{api.base_url}/docs", tmp_path / "profile")
     assert f'id="operations-parts-{UPLOAD_OPERATION}"' in dom, dom[-3000:]
     assert 'data-path="/api/v1/parts"' in dom and 'data-path="/api/v1/batches"' in dom

@@ -21,8 +21,11 @@ from tests.utils.processes import ManagedProcess, cli, free_port
 pytestmark = pytest.mark.integration
 
 TEAM_NAMES = ["SF-C12-D-001", "SF-C12-D-002", "SF-C14-W-001"]
-TEAM_RULES = {"description": "Team SF: SF-Cnn-X-nnn", "name_pattern": "SF-C[0-9]{2}-[A-Z]-[0-9]{3}",
-              "name_expected": "SF-Cnn-X-nnn, e.g. SF-C12-D-001"}
+TEAM_RULES = {
+    "description": "Team SF: SF-Cnn-X-nnn",
+    "name_pattern": "SF-C[0-9]{2}-[A-Z]-[0-9]{3}",
+    "name_expected": "SF-Cnn-X-nnn, e.g. SF-C12-D-001",
+}
 
 
 @pytest.fixture(scope="module")
@@ -200,8 +203,11 @@ def test_an_unknown_ruleset_is_422_before_anything_is_stored(http, models):
     part = upload(http, models["valid_part"], name=marker, params={"ruleset": "nobody-here"})
     with models["valid_part"].open("rb") as handle:
         form = http.post("/api/v1/parts", files={"file": (marker, handle)}, data={"ruleset": "nobody-here"})
-    batch = http.post("/api/v1/batches", params={"ruleset": "nobody-here"},
-                      files=[("files", (marker, models["valid_part"].read_bytes()))])
+    batch = http.post(
+        "/api/v1/batches",
+        params={"ruleset": "nobody-here"},
+        files=[("files", (marker, models["valid_part"].read_bytes()))],
+    )
     for answer in (part, form, batch):
         assert answer.status_code == 422
         assert answer.json() == {"detail": "unknown ruleset 'nobody-here'", "field": "ruleset"}
@@ -254,7 +260,10 @@ def test_the_api_refuses_to_start_with_a_bad_ruleset_file(tmp_path):
 
 def test_the_api_refuses_to_start_when_the_default_ruleset_does_not_exist(tmp_path):
     status, output = start_api_expecting_failure(
-        "api-missing-default", RULESETS_DIR=str(tmp_path), DEFAULT_RULESET="nobody-here",
-        DATABASE_URL=f"sqlite:///{tmp_path / 'fresh.db'}")
+        "api-missing-default",
+        RULESETS_DIR=str(tmp_path),
+        DEFAULT_RULESET="nobody-here",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'fresh.db'}",
+    )
     assert status != 0
     assert "DEFAULT_RULESET='nobody-here' is neither a file in" in output

@@ -37,7 +37,7 @@ def test_a_utf8_name_with_spaces_and_punctuation_comes_back_unchanged(http, work
 
 
 def test_an_rfc5987_filename_star_wins_over_the_plain_fallback(http, worker, models):
-    disposition = f"form-data; name=\"file\"; filename=\"fallback.3dm\"; filename*=UTF-8''{quote(NAME)}".encode()
+    disposition = f'form-data; name="file"; filename="fallback.3dm"; filename*=UTF-8\'\'{quote(NAME)}'.encode()
     body, headers = multipart(disposition, models["valid_part"].read_bytes())
     answer = http.post("/api/v1/parts", content=body, headers=headers)
     assert answer.status_code == 202, answer.text
@@ -45,8 +45,9 @@ def test_an_rfc5987_filename_star_wins_over_the_plain_fallback(http, worker, mod
 
 
 def test_a_latin1_encoded_name_is_read_as_latin1(http, worker, models):
-    body, headers = multipart('form-data; name="file"; filename="Façade ü.3dm"'.encode("latin-1"),
-                              models["valid_part"].read_bytes())
+    body, headers = multipart(
+        'form-data; name="file"; filename="Façade ü.3dm"'.encode("latin-1"), models["valid_part"].read_bytes()
+    )
     answer = http.post("/api/v1/parts", content=body, headers=headers)
     assert answer.status_code == 202, answer.text
     assert_name_kept(http, answer.json()["part_id"], "Façade ü.3dm")
@@ -65,11 +66,14 @@ def test_batch_items_keep_the_clients_names(http, worker, models):
         assert http.get(f"/api/v1/parts/{item.part_id}").json()["filename"] == item.filename
 
 
-@pytest.mark.parametrize(("path", "expected", "wrong"), [
-    ("/api/v1/parts", "file", "files"),
-    ("/api/v1/parts", "file", "upload"),
-    ("/api/v1/batches", "files", "file"),
-])
+@pytest.mark.parametrize(
+    ("path", "expected", "wrong"),
+    [
+        ("/api/v1/parts", "file", "files"),
+        ("/api/v1/parts", "file", "upload"),
+        ("/api/v1/batches", "files", "file"),
+    ],
+)
 def test_a_file_in_an_unknown_field_is_422_naming_the_expected_field(http, models, path, expected, wrong):
     answer = http.post(path, files=[(wrong, ("a.3dm", models["valid_part"].read_bytes()))])
     assert answer.status_code == 422, answer.text

@@ -10,7 +10,7 @@ import redis
 from kombu import Connection, Exchange, Queue
 
 from app.broker import holders, keys
-from app.broker.recovery import restore_dead_holders
+from app.broker.recovery import Recovery, restore_dead_holders
 from app.broker.transport import Transport
 
 pytestmark = pytest.mark.integration
@@ -43,8 +43,9 @@ def as_(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def publish(connection: Connection, n: str) -> None:
-    connection.Producer(serializer="json").publish({"n": n}, exchange=QUEUE.exchange, routing_key="default",
-                                                   declare=[QUEUE])
+    connection.Producer(serializer="json").publish(
+        {"n": n}, exchange=QUEUE.exchange, routing_key="default", declare=[QUEUE]
+    )
 
 
 def take(connection: Connection):
@@ -141,8 +142,17 @@ def test_two_recoverers_never_put_the_same_message_back_twice(worker, client, mo
     message = take(worker)
     raw = client.hget("unacked", message.delivery_tag)
     targets = worker.default_channel.restore_targets(raw)
-    moved = [holders.restore(client, incarnation_id="w1@host/1/aa", tag=message.delivery_tag, unacked="unacked",
-                             unacked_index="unacked_index", targets=targets) for _ in range(2)]
+    moved = [
+        holders.restore(
+            client,
+            incarnation_id="w1@host/1/aa",
+            tag=message.delivery_tag,
+            unacked="unacked",
+            unacked_index="unacked_index",
+            targets=targets,
+        )
+        for _ in range(2)
+    ]
     assert moved == [True, False]
     assert client.llen("default") == 1
 
@@ -164,3 +174,19 @@ def test_dead_is_judged_by_the_servers_clock(client):
     cutoff, dead = holders.dead_incarnations(client, 10)
     assert dead == ["old/1/a"]
     assert abs(cutoff - (server_now - 10)) < 1
+
+
+def test_a_sweeper_judges_no_one_dead_before_it_has_beaten_that_long_itself(worker, client, monkeypatch):
+    """After a broker outage every last beat is old: the first worker back must not take the others
+    for dead before they could beat again."""
+    as_("w1@host/1/aa", monkeypatch)
+    publish(worker, "running")
+    take(worker)
+    silence(client, "w1@host/1/aa", 30)
+    as_("w2@host/2/bb", monkeypatch)
+    sweeper = Recovery(app=None, grace=0, dead_after=10)  # its thread is not started: sweeps by hand
+    sweeper.sweep(worker.default_channel)
+    assert client.hlen("unacked") == 1 and client.llen("default") == 0, "w2 has beaten for 0 s: no verdict"
+    sweeper._beating_since -= 11  # as if w2 had beaten without a gap for 11 s
+    sweeper.sweep(worker.default_channel)
+    assert client.hlen("unacked") == 0 and client.llen("default") == 1

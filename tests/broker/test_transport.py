@@ -34,8 +34,7 @@ def broker_url(broker):
 
 @pytest.fixture
 def connection(broker_url):
-    with Connection(broker_url, transport=Transport,
-                    transport_options={"journal_queues": ("default",)}) as conn:
+    with Connection(broker_url, transport=Transport, transport_options={"journal_queues": ("default",)}) as conn:
         yield conn
 
 
@@ -102,8 +101,9 @@ def test_a_rejected_message_leaves_the_journal_and_a_requeued_one_stays(connecti
 def test_queues_outside_the_journal_list_are_not_journaled(broker_url, client):
     other = Queue("celery.reply", Exchange("celery.reply", type="direct"), routing_key="celery.reply")
     with Connection(broker_url, transport=Transport, transport_options={"journal_queues": ("default",)}) as conn:
-        conn.Producer(serializer="json").publish({"n": 1}, exchange=other.exchange, routing_key="celery.reply",
-                                                 declare=[other])
+        conn.Producer(serializer="json").publish(
+            {"n": 1}, exchange=other.exchange, routing_key="celery.reply", declare=[other]
+        )
     assert client.llen("celery.reply") == 1 and client.hlen(JOURNAL_KEY) == 0
 
 

@@ -57,7 +57,8 @@ def test_worker_killed_with_sigkill_is_restarted_and_ready_within_30s(up_stack):
     assert time.monotonic() - started < 30
     assert int(pid_file.read_text()) != old_pid
     # And the restarted worker serves a task submitted through the API.
-    task_id = httpx.post(f"{up_stack.api}/api/v1/tasks/test", params={"message": "after restart", "steps": 1}).json()["task_id"]
+    submitted = httpx.post(f"{up_stack.api}/api/v1/tasks/test", params={"message": "after restart", "steps": 1})
+    task_id = submitted.json()["task_id"]
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if httpx.get(f"{up_stack.api}/api/v1/tasks/{task_id}").json()["status"] == "SUCCESS":
@@ -128,7 +129,7 @@ def test_ctrl_c_stops_every_child(up_stack):
     assert {"api", "worker"} <= set(pids)
     up_stack.signal(signal.SIGINT)
     assert up_stack.process.wait(timeout=60) == 0
-    for name, pid in pids.items():
+    for pid in pids.values():
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
     last = up_stack.output().strip().splitlines()[-1]

@@ -24,14 +24,24 @@ LENIENT = 'name_pattern = ".+"\n'
 def no_server_env(rulesets_dir: Path) -> dict[str, str]:
     """Broker and result backend on a port nobody listens on, a database nobody can create."""
     closed = f"redis://127.0.0.1:{free_port()}/0"
-    return {**os.environ, "REDIS_URL": closed, "CELERY_BROKER_URL": closed, "CELERY_RESULT_BACKEND": closed,
-            "DATABASE_URL": "sqlite:////proc/no-database-here/librarian.db", "RULESETS_DIR": str(rulesets_dir)}
+    return {
+        **os.environ,
+        "REDIS_URL": closed,
+        "CELERY_BROKER_URL": closed,
+        "CELERY_RESULT_BACKEND": closed,
+        "DATABASE_URL": "sqlite:////proc/no-database-here/librarian.db",
+        "RULESETS_DIR": str(rulesets_dir),
+    }
 
 
 def librarian_validate(*args: Any, rulesets_dir: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "app.cli.main", "validate", *map(str, args)], env=no_server_env(rulesets_dir),
-        cwd=ROOT, capture_output=True, encoding="utf-8", timeout=180,
+        [sys.executable, "-m", "app.cli.main", "validate", *map(str, args)],
+        env=no_server_env(rulesets_dir),
+        cwd=ROOT,
+        capture_output=True,
+        encoding="utf-8",
+        timeout=180,
     )
 
 
@@ -81,13 +91,16 @@ def test_a_text_file_named_3dm_is_unreadable_and_exits_2(text_file, rulesets):
 
 def test_unreadable_wins_over_rejected_and_json_keeps_the_input_order(models, text_file, tmp_path, rulesets):
     missing = tmp_path / "missing.3dm"
-    result = librarian_validate("--format", "json", models["valid_part"], models["bad_names"], text_file, missing,
-                                rulesets_dir=rulesets)
+    result = librarian_validate(
+        "--format", "json", models["valid_part"], models["bad_names"], text_file, missing, rulesets_dir=rulesets
+    )
     assert result.returncode == 2, result.stderr
     entries = json.loads(result.stdout)
     assert [(e["file"], e["status"]) for e in entries] == [
-        (str(models["valid_part"]), "passed"), (str(models["bad_names"]), "rejected"),
-        (str(text_file), "unreadable"), (str(missing), "unreadable"),
+        (str(models["valid_part"]), "passed"),
+        (str(models["bad_names"]), "rejected"),
+        (str(text_file), "unreadable"),
+        (str(missing), "unreadable"),
     ]
     assert [e["error"] and e["error"]["code"] for e in entries] == [None, None, "not_3dm", "missing"]
     assert entries[2]["report"] is None
@@ -148,11 +161,14 @@ def test_a_ruleset_is_found_by_name_in_rulesets_dir(models, rulesets):
     assert "unknown ruleset 'strict'" in unknown.stderr and "lenient" in unknown.stderr
 
 
-@pytest.mark.parametrize(("content", "expected"), [
-    ('name_pattern = "("\n', "name_pattern: invalid regular expression"),
-    ("colour = 1\n", "colour: unknown rule"),
-    ("name_pattern = \n", "not valid TOML"),
-])
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ('name_pattern = "("\n', "name_pattern: invalid regular expression"),
+        ("colour = 1\n", "colour: unknown rule"),
+        ("name_pattern = \n", "not valid TOML"),
+    ],
+)
 def test_a_bad_rules_file_exits_2_naming_file_and_field(models, tmp_path, rulesets, content, expected):
     rules = tmp_path / "team.toml"
     rules.write_text(content)
@@ -171,8 +187,14 @@ def test_a_bad_file_in_rulesets_dir_stops_the_run(models, rulesets):
 
 
 def test_jobs_2_gives_the_same_output_as_jobs_1_in_input_order(models, text_file, rulesets):
-    files = [models["open_brep"], text_file, models["valid_part"], models["bad_names"], models["large_model"],
-             models["far_outlier"]]
+    files = [
+        models["open_brep"],
+        text_file,
+        models["valid_part"],
+        models["bad_names"],
+        models["large_model"],
+        models["far_outlier"],
+    ]
     serial = librarian_validate("--format", "json", "--jobs", "1", *files, rulesets_dir=rulesets)
     parallel = librarian_validate("--format", "json", "--jobs", "2", *files, rulesets_dir=rulesets)
     assert serial.returncode == parallel.returncode == 2
@@ -189,7 +211,8 @@ def test_a_directory_means_every_3dm_under_it_sorted(models, tmp_path, rulesets)
     result = librarian_validate("--format", "json", tree, rulesets_dir=rulesets)
     assert result.returncode == 0, result.stderr
     assert [e["file"] for e in json.loads(result.stdout)] == [
-        str(tree / r) for r in ("a/sub/c.3dm", "a/z.3DM", "b.3dm", "c.3dm")]
+        str(tree / r) for r in ("a/sub/c.3dm", "a/z.3DM", "b.3dm", "c.3dm")
+    ]
 
 
 def test_an_empty_directory_exits_2(tmp_path, rulesets):
@@ -229,8 +252,14 @@ def test_validating_imports_no_broker_worker_or_database_module(models, rulesets
         "print('loaded', sorted(top & {'celery', 'kombu', 'redis', 'sqlalchemy', 'sqlmodel'}))\n"
         "print('loaded', sorted(m for m in sys.modules if m.startswith(('app.worker', 'app.api', 'app.core.db'))))\n"
     )
-    result = subprocess.run([sys.executable, "-c", script], env=no_server_env(rulesets), cwd=ROOT,
-                            capture_output=True, encoding="utf-8", timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        env=no_server_env(rulesets),
+        cwd=ROOT,
+        capture_output=True,
+        encoding="utf-8",
+        timeout=120,
+    )
     assert "exit 0" in result.stdout, result.stdout + result.stderr
     assert result.stdout.count("loaded []") == 2, result.stdout
 
@@ -242,7 +271,11 @@ def test_progress_goes_to_stderr_only_when_it_is_a_terminal(models, rulesets):
     controller, terminal = pty.openpty()
     process = subprocess.Popen(
         [sys.executable, "-m", "app.cli.main", "validate", "--format", "json", *map(str, files)],
-        env=no_server_env(rulesets), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=terminal)
+        env=no_server_env(rulesets),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=terminal,
+    )
     os.close(terminal)
     try:
         shown = _read_all(controller)  # read while it runs, so a full terminal buffer never blocks it
@@ -267,8 +300,9 @@ def _read_all(fd: int) -> str:
 
 def test_a_model_over_the_time_limit_is_rejected_with_the_reason_and_the_run_goes_on(models, rulesets) -> None:
     """--timeout as the workers' VALIDATION_TIMEOUT_S: the sandbox stops the file, the others still run."""
-    done = librarian_validate(models["large_model"], models["valid_part"], "--format", "json", "--timeout", "0.01",
-                              rulesets_dir=rulesets)
+    done = librarian_validate(
+        models["large_model"], models["valid_part"], "--format", "json", "--timeout", "0.01", rulesets_dir=rulesets
+    )
     assert done.returncode == 1, done.stderr
     first, second = json.loads(done.stdout)
     assert first["status"] == "rejected"

@@ -14,14 +14,16 @@ FIX = "update app/worker/ to match (and this check), or pin celery below this ve
 def check_request_dict() -> None:
     assert "self._request_dict" in inspect.getsource(request.Request.__init__), (
         f"celery's Request no longer keeps the message headers in `_request_dict`, which the pause brake "
-        f"reads the task owner from (app/worker/pause.py); {FIX}")
+        f"reads the task owner from (app/worker/pause.py); {FIX}"
+    )
 
 
 def check_request_message() -> None:
     source = inspect.getsource(request.Request.__init__)
     assert "self._message = message" in source, (
         f"celery's Request no longer keeps its kombu message as `_message`, whose `_raw` the pause brake "
-        f"puts on the hold list; {FIX}")
+        f"puts on the hold list; {FIX}"
+    )
 
 
 def check_revoked_before_pool() -> None:
@@ -29,22 +31,26 @@ def check_revoked_before_pool() -> None:
     handing the request to the pool, and free the slot without storing a state."""
     source = inspect.getsource(request.create_request_cls)
     assert "def execute_using_pool" in source and "if self.revoked():" in source, (
-        f"celery's per-task Request.execute_using_pool no longer asks revoked() first; {FIX}")
+        f"celery's per-task Request.execute_using_pool no longer asks revoked() first; {FIX}"
+    )
     assert "raise TaskRevokedError" in source, (
-        f"celery's execute_using_pool no longer raises TaskRevokedError for a revoked request; {FIX}")
+        f"celery's execute_using_pool no longer raises TaskRevokedError for a revoked request; {FIX}"
+    )
 
 
 def check_create_task_handler() -> None:
     signature = inspect.signature(Consumer.create_task_handler)
     assert list(signature.parameters) == ["self", "promise"], (
-        f"celery's Consumer.create_task_handler{signature} changed; app/worker/consumer.py wraps it; {FIX}")
+        f"celery's Consumer.create_task_handler{signature} changed; app/worker/consumer.py wraps it; {FIX}"
+    )
     for name in ("on_decode_error", "on_invalid_task"):
         assert callable(getattr(Consumer, name, None)), f"celery's Consumer.{name} is gone; {FIX}"
 
 
 def check_active_requests() -> None:
     assert hasattr(state, "active_requests") and hasattr(state.active_requests, "__len__"), (
-        f"celery.worker.state.active_requests is gone: the heartbeat counts a worker's running tasks by it; {FIX}")
+        f"celery.worker.state.active_requests is gone: the heartbeat counts a worker's running tasks by it; {FIX}"
+    )
 
 
 CHECKS: dict[str, Callable[[], None]] = {

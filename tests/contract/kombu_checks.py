@@ -31,6 +31,7 @@ class RecordingPipe:
         def command(*args: Any, **_: Any) -> RecordingPipe:
             self.calls.append((name, args))
             return self
+
         return command
 
     def __enter__(self) -> RecordingPipe:
@@ -48,13 +49,20 @@ def expect_params(owner: type, name: str, expected: list[str]) -> None:
     function = getattr(owner, name, None)
     assert function is not None, f"{owner.__module__}.{owner.__qualname__}.{name} is gone; {FIX}"
     assert params(function) == expected, (
-        f"{owner.__qualname__}.{name}{inspect.signature(function)} no longer takes {expected}; {FIX}")
+        f"{owner.__qualname__}.{name}{inspect.signature(function)} no longer takes {expected}; {FIX}"
+    )
 
 
 def stock_qos(pipe: RecordingPipe) -> kombu_redis.QoS:
     """kombu's own Redis QoS on a stand-in channel whose pipeline records."""
-    channel = SimpleNamespace(do_restore=False, unacked_key="unacked", unacked_index_key="unacked_index",
-                              unacked_mutex_key="m", unacked_mutex_expire=300, visibility_timeout=3600)
+    channel = SimpleNamespace(
+        do_restore=False,
+        unacked_key="unacked",
+        unacked_index_key="unacked_index",
+        unacked_mutex_key="m",
+        unacked_mutex_expire=300,
+        visibility_timeout=3600,
+    )
     qos = kombu_redis.QoS(channel)
     qos.pipe_or_acquire = lambda pipe_=None, client=None: pipe  # type: ignore[method-assign]
     return qos
@@ -80,7 +88,8 @@ def check_qos_append() -> None:
     names = [(name, args[0]) for name, args in pipe.calls if name != "execute"]
     assert names == [("zadd", "unacked_index"), ("hset", "unacked")], (
         f"kombu's QoS.append now writes {names}, not only the unacked index and hash that "
-        f"JournalQoS.append reproduces; {FIX}")
+        f"JournalQoS.append reproduces; {FIX}"
+    )
 
 
 def check_unacked_layout() -> None:
@@ -91,11 +100,13 @@ def check_unacked_layout() -> None:
     hset = next(args for name, args in pipe.calls if name == "hset")
     assert hset[1] == "t1" and json.loads(hset[2]) == [message._raw, "default", "default"], (
         f"kombu's `unacked` entry is now {hset[2]!r}; the scripts in app/broker/ read [message, exchange, "
-        f"routing key]; {FIX}")
+        f"routing key]; {FIX}"
+    )
     zadd = next(args for name, args in pipe.calls if name == "zadd")
     assert isinstance(zadd[1], dict) and list(zadd[1]) == ["t1"], f"kombu's unacked index entry changed: {zadd}; {FIX}"
     assert "M, EX, RK = loads(" in inspect.getsource(kombu_redis.QoS.restore_by_tag), (
-        f"kombu's restore_by_tag no longer reads `unacked` entries as [message, exchange, routing key]; {FIX}")
+        f"kombu's restore_by_tag no longer reads `unacked` entries as [message, exchange, routing key]; {FIX}"
+    )
 
 
 def check_remove_from_indices() -> None:
@@ -104,11 +115,13 @@ def check_remove_from_indices() -> None:
     returned = stock_qos(pipe)._remove_from_indices("t1", pipe)
     assert returned is pipe, f"kombu's _remove_from_indices no longer returns the pipe to chain on; {FIX}"
     assert pipe.calls == [("zrem", ("unacked_index", "t1")), ("hdel", ("unacked", "t1"))], (
-        f"kombu's _remove_from_indices now queues {pipe.calls}; {FIX}")
+        f"kombu's _remove_from_indices now queues {pipe.calls}; {FIX}"
+    )
     for caller in ("restore_by_tag", "reject", "ack"):
         assert "_remove_from_indices" in inspect.getsource(getattr(kombu_redis.QoS, caller)), (
             f"kombu's QoS.{caller} no longer clears `unacked` through _remove_from_indices, so holders "
-            f"would outlive their entries; {FIX}")
+            f"would outlive their entries; {FIX}"
+        )
 
 
 def check_restore_unacked() -> None:
@@ -116,20 +129,23 @@ def check_restore_unacked() -> None:
     source = inspect.getsource(kombu_redis.QoS.restore_unacked)
     assert "self._delivered" in source and "restore_by_tag" in source, (
         f"kombu's restore_unacked no longer restores each tag of `_delivered` by restore_by_tag, which "
-        f"JournalQoS.restore_unacked filters first; {FIX}")
+        f"JournalQoS.restore_unacked filters first; {FIX}"
+    )
 
 
 def check_put() -> None:
     expect_params(kombu_redis.Channel, "_put", ["self", "queue", "message", "kwargs"])
     assert "_put(" in inspect.getsource(virtual.Channel.basic_publish), (
-        f"kombu's basic_publish no longer publishes through Channel._put, where the journal is written; {FIX}")
+        f"kombu's basic_publish no longer publishes through Channel._put, where the journal is written; {FIX}"
+    )
 
 
 def check_q_for_pri() -> None:
     expect_params(kombu_redis.Channel, "_q_for_pri", ["self", "queue", "pri"])
     channel = SimpleNamespace(sep="\x06\x16", priority=lambda pri: pri)
     assert kombu_redis.Channel._q_for_pri(channel, "default", 0) == "default", (
-        f"kombu no longer keeps priority 0 of a queue in a list named after the queue; {FIX}")
+        f"kombu no longer keeps priority 0 of a queue in a list named after the queue; {FIX}"
+    )
 
 
 def check_get_message_priority() -> None:
@@ -138,12 +154,20 @@ def check_get_message_priority() -> None:
 
 def check_do_restore_message() -> None:
     """Our restore_targets must push what kombu's own restore pushes (marked redelivered)."""
-    expect_params(kombu_redis.Channel, "_do_restore_message",
-                  ["self", "payload", "exchange", "routing_key", "pipe", "leftmost"])
-    message = {"body": "e30=", "headers": {"id": "x"},
-               "properties": {"delivery_tag": "t1", "delivery_info": {"exchange": "default", "routing_key": "default"}}}
-    stand_in = SimpleNamespace(_lookup=lambda exchange, routing_key: ["default"], sep="\x06\x16",
-                               priority=lambda pri: pri, _get_message_priority=lambda m, reverse=False: 0)
+    expect_params(
+        kombu_redis.Channel, "_do_restore_message", ["self", "payload", "exchange", "routing_key", "pipe", "leftmost"]
+    )
+    message = {
+        "body": "e30=",
+        "headers": {"id": "x"},
+        "properties": {"delivery_tag": "t1", "delivery_info": {"exchange": "default", "routing_key": "default"}},
+    }
+    stand_in = SimpleNamespace(
+        _lookup=lambda exchange, routing_key: ["default"],
+        sep="\x06\x16",
+        priority=lambda pri: pri,
+        _get_message_priority=lambda m, reverse=False: 0,
+    )
     stand_in._q_for_pri = lambda queue, pri: kombu_redis.Channel._q_for_pri(stand_in, queue, pri)
     stand_in.queue_key = lambda queue, pri: ours.JournalChannelMixin.queue_key(stand_in, queue, pri)  # type: ignore[arg-type]
     pipe = RecordingPipe()
@@ -163,7 +187,8 @@ def check_create_client() -> None:
     expect_params(kombu_redis.Channel, "_create_client", ["self", "asynchronous"])
     source = inspect.getsource(kombu_redis.Channel)
     assert "self._create_client(asynchronous=True)" in source, (
-        f"kombu no longer builds its asynchronous (BRPOP) client through _create_client; {FIX}")
+        f"kombu no longer builds its asynchronous (BRPOP) client through _create_client; {FIX}"
+    )
 
 
 def check_lookup() -> None:
@@ -178,21 +203,25 @@ def check_message_envelope() -> None:
         original = channel._put
         channel._put = lambda queue, message, **kw: (pushed.append(message), original(queue, message, **kw))
         queue = kombu.Queue("contract", kombu.Exchange("contract", type="direct"), routing_key="contract")
-        conn.Producer(channel, serializer="json").publish({"n": 1}, exchange=queue.exchange,
-                                                          routing_key="contract", declare=[queue])
+        conn.Producer(channel, serializer="json").publish(
+            {"n": 1}, exchange=queue.exchange, routing_key="contract", declare=[queue]
+        )
     properties = pushed[0].get("properties") or {}
     assert properties.get("delivery_tag"), f"kombu's message no longer carries properties.delivery_tag: {pushed[0]}"
     assert (properties.get("delivery_info") or {}).get("routing_key") == "contract", (
-        f"kombu's message no longer carries properties.delivery_info.routing_key: {pushed[0]}; {FIX}")
+        f"kombu's message no longer carries properties.delivery_info.routing_key: {pushed[0]}; {FIX}"
+    )
 
 
 def check_resolve_aliases() -> None:
     assert isinstance(getattr(kombu.Connection, "resolve_aliases", None), dict), (
-        f"kombu.Connection.resolve_aliases is gone; {FIX}")
+        f"kombu.Connection.resolve_aliases is gone; {FIX}"
+    )
     url = "redis://127.0.0.1:6399/0"
     conn = ours.Connection(url, transport=ours.transport_for(url))
     assert conn.info()["transport"] == "redis" and conn.as_uri().startswith("redis://"), (
-        f"kombu no longer maps a transport name through resolve_aliases in info()/as_uri(); {FIX}")
+        f"kombu no longer maps a transport name through resolve_aliases in info()/as_uri(); {FIX}"
+    )
 
 
 def check_connection_info() -> None:
@@ -200,10 +229,11 @@ def check_connection_info() -> None:
     url = "redis://127.0.0.1:6399/0"
     conn = ours.Connection(url, transport=ours.transport_for(url))
     fields = [name for name, _ in conn._info(resolve=False)]
-    init = params(kombu.Connection.__init__)[1:len(fields) + 1]
+    init = params(kombu.Connection.__init__)[1 : len(fields) + 1]
     assert fields == init, (
         f"kombu's Connection._info() fields {fields} no longer follow Connection.__init__'s parameters "
-        f"{init}: our Connection.__reduce__ rebuilds a connection from them; {FIX}")
+        f"{init}: our Connection.__reduce__ rebuilds a connection from them; {FIX}"
+    )
 
 
 CHECKS: dict[str, Callable[[], None]] = {

@@ -48,7 +48,8 @@ def test_the_markers_are_found():
 def test_every_marked_coupling_has_a_check():
     unguarded = {c: where for c, where in USES.items() if c not in CHECKS}
     assert not unguarded, "private couplings without a check in tests/contract/*_checks.py:\n" + "\n".join(
-        f"  {c}: {', '.join(where)}" for c, where in sorted(unguarded.items()))
+        f"  {c}: {', '.join(where)}" for c, where in sorted(unguarded.items())
+    )
 
 
 def test_every_check_guards_a_marked_coupling():
@@ -64,8 +65,10 @@ def test_coupling_still_holds(coupling):
         CHECKS[coupling]()
     except AssertionError as exc:
         where = "\n".join(f"  {w}" for w in USES.get(coupling, ["(no marker)"]))
-        pytest.fail(f"private coupling `{coupling}` broken with {dependency} {installed}: {exc}\n"
-                    f"relied on at:\n{where}", pytrace=False)
+        pytest.fail(
+            f"private coupling `{coupling}` broken with {dependency} {installed}: {exc}\nrelied on at:\n{where}",
+            pytrace=False,
+        )
 
 
 @pytest.mark.parametrize("name", PINNED)
@@ -76,7 +79,8 @@ def test_dependency_is_pinned_to_a_range_that_holds_the_installed_version(name):
     assert matching, f"{name} is not a direct dependency in pyproject.toml: pin its range there"
     spec = matching[0].specifier
     assert any(s.operator in ("<", "<=", "~=", "==") for s in spec), (
-        f"{name}{spec} has no upper bound: a routine upgrade could break the couplings above silently")
+        f"{name}{spec} has no upper bound: a routine upgrade could break the couplings above silently"
+    )
     assert spec.contains(version(name)), f"installed {name} {version(name)} is outside the pinned range {spec}"
 
 

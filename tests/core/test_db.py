@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy
 from sqlalchemy import inspect, text
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, create_engine
 
 from app.core.db import SchemaMismatch, add_missing_columns, init_db, with_startup_retries
@@ -26,7 +27,8 @@ def old_database(path: Path) -> tuple[uuid.UUID, uuid.UUID]:
         db.executescript(OLD_SCHEMA.read_text())
         db.execute(
             "INSERT INTO part (id, filename, storage_key, size_bytes, sha256, status, attempts, created_at, updated_at)"
-            " VALUES (?, 'old.3dm', 'parts/x/old.3dm', 10, '', 'VALIDATED', 1, '2025-01-01 00:00:00', '2025-01-01 00:00:00')",
+            " VALUES (?, 'old.3dm', 'parts/x/old.3dm', 10, '', 'VALIDATED', 1,"
+            " '2025-01-01 00:00:00', '2025-01-01 00:00:00')",
             (part_id.hex,),
         )
         db.execute("INSERT INTO batch (id, total, created_at) VALUES (?, 3, '2025-01-01 00:00:00')", (batch_id.hex,))
@@ -41,7 +43,7 @@ def test_an_old_database_gets_the_new_columns_and_keeps_its_rows(tmp_path):
 
     inspector = inspect(engine)
     columns = {f"{t}.{c['name']}": c for t in ("part", "batch") for c in inspector.get_columns(t)}
-    assert NEW_COLUMNS <= set(columns)
+    assert set(columns) >= NEW_COLUMNS
     assert all(columns[name]["nullable"] for name in NEW_COLUMNS)
     assert "ruleset_version" in inspector.get_table_names()
     with Session(engine) as session:
@@ -79,7 +81,7 @@ def test_a_start_up_step_is_retried_while_another_process_holds_the_database(tmp
 
     with_startup_retries(step, attempts=5, delay=0.3)
     assert len(calls) >= 2  # failed while locked, then went through
-    with pytest.raises(Exception, match="locked"):
-        holder.execute("BEGIN EXCLUSIVE")
+    holder.execute("BEGIN EXCLUSIVE")
+    with pytest.raises(OperationalError, match="locked"):
         with_startup_retries(step, attempts=2, delay=0.01)
     holder.rollback()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 
@@ -17,10 +18,8 @@ def non_loopback_addresses() -> set[str]:
         addresses |= {line.split()[3].split("/")[0] for line in out.splitlines() if len(line.split()) > 3}
     except (OSError, subprocess.SubprocessError):
         pass
-    try:
+    with contextlib.suppress(OSError):
         addresses |= {info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)}
-    except OSError:
-        pass
     return {a for a in addresses if not a.startswith("127.")}
 
 

@@ -14,7 +14,7 @@ from app.models import RulesetVersion
 from app.validation.rules import DEFAULT_NAME_PATTERN
 from app.validation.rulesets import RulesetError
 
-TEAM = 'description = "Team SF"\nname_pattern = \'SF-C[0-9]{2}-[A-Z]-[0-9]{3}\'\n'
+TEAM = "description = \"Team SF\"\nname_pattern = 'SF-C[0-9]{2}-[A-Z]-[0-9]{3}'\n"
 
 
 @pytest.fixture

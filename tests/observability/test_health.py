@@ -24,7 +24,9 @@ def test_celery_health_follows_a_worker_through_sigkill_and_restart(own_db_url):
     api, base = start_api("api-health", env=env)
     worker = start_worker("hb1", env=env)
     try:
-        answer = wait_until(lambda: (r := httpx.get(f"{base}/health-check/celery")).status_code == 200 and r, timeout=10)
+        answer = wait_until(
+            lambda: (r := httpx.get(f"{base}/health-check/celery")).status_code == 200 and r, timeout=10
+        )
         body = answer.json()
         assert body["count"] == 1
         (info,) = body["workers"]
@@ -34,8 +36,11 @@ def test_celery_health_follows_a_worker_through_sigkill_and_restart(own_db_url):
 
         worker.signal(signal.SIGKILL)
         killed_at = time.monotonic()
-        wait_until(lambda: httpx.get(f"{base}/health-check/celery").status_code == 503, timeout=10,
-                   message="a SIGKILLed worker was not reported dead within 10 s")
+        wait_until(
+            lambda: httpx.get(f"{base}/health-check/celery").status_code == 503,
+            timeout=10,
+            message="a SIGKILLed worker was not reported dead within 10 s",
+        )
         dead = httpx.get(f"{base}/health-check/celery").json()
         assert dead["status"] == "down" and "heartbeat" in dead["error"]
         assert time.monotonic() - killed_at < 10
@@ -80,8 +85,11 @@ def test_redis_health_reports_a_stopped_server_and_recovers(tmp_root):
 
         server = embedded_server(port=port, data_dir=TMP / "valkey-health", password=password)
         server.start()
-        wait_until(lambda: httpx.get(f"{base}/health-check/redis").status_code == 200, timeout=10,
-                   message="the API did not recover after the broker came back")
+        wait_until(
+            lambda: httpx.get(f"{base}/health-check/redis").status_code == 200,
+            timeout=10,
+            message="the API did not recover after the broker came back",
+        )
         everything = [httpx.get(f"{base}{p}").text for p in ("/health", "/health-check/redis", "/health-check/celery")]
         assert not any(password in text for text in everything)
         assert password not in api.output()

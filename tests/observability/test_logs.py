@@ -30,7 +30,9 @@ def non_json_lines(text: str) -> list[str]:
 
 def test_request_id_follows_the_http_call_into_its_task(http, api, worker):
     request_id = uuid.uuid4().hex
-    answer = http.post("/api/v1/tasks/test", params={"message": "trace me", "steps": 2}, headers={"X-Request-ID": request_id})
+    answer = http.post(
+        "/api/v1/tasks/test", params={"message": "trace me", "steps": 2}, headers={"X-Request-ID": request_id}
+    )
     assert answer.status_code == 202
     assert answer.headers["x-request-id"] == request_id
     task_id = answer.json()["task_id"]
@@ -38,7 +40,10 @@ def test_request_id_follows_the_http_call_into_its_task(http, api, worker):
     while http.get(f"/api/v1/tasks/{task_id}").json()["status"] != "SUCCESS":
         assert time.monotonic() < deadline, "task did not finish"
         time.sleep(0.05)
-    worker.wait_for(rf'"task_id": "{task_id}".*"event": "task succeeded"|"event": "task succeeded".*"task_id": "{task_id}"', timeout=5)
+    worker.wait_for(
+        rf'"task_id": "{task_id}".*"event": "task succeeded"|"event": "task succeeded".*"task_id": "{task_id}"',
+        timeout=5,
+    )
 
     task_lines = [line for line in worker.json_lines() if line.get("task_id") == task_id]
     events = [line["event"] for line in task_lines]
@@ -57,9 +62,13 @@ def test_request_id_follows_the_http_call_into_its_task(http, api, worker):
 
 def test_failed_task_lines_carry_the_error_and_a_structured_traceback(http, worker, celery):
     result = celery.send_task("librarian.demo.read_storage", args=["../nope"])
-    with pytest.raises(Exception):
+    with pytest.raises(Exception, match="outside the storage directory"):  # Celery rebuilds StoragePathError
         result.get(timeout=10)
-    line = worker.wait_for(rf'\{{[^\n]*"task_id": "{result.id}"[^\n]*"event": "task failed"[^\n]*|\{{[^\n]*"event": "task failed"[^\n]*"task_id": "{result.id}"[^\n]*', timeout=5)
+    line = worker.wait_for(
+        rf'\{{[^\n]*"task_id": "{result.id}"[^\n]*"event": "task failed"[^\n]*'
+        rf'|\{{[^\n]*"event": "task failed"[^\n]*"task_id": "{result.id}"[^\n]*',
+        timeout=5,
+    )
     record = json.loads(line.group(0))
     assert record["level"] == "error"
     assert record["error"] == "StoragePathError"

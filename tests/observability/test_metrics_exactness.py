@@ -42,7 +42,10 @@ def test_counters_and_histograms_match_the_workload(isolated):
         producer.control.revoke(task_id)
     time.sleep(0.5)
     results = [producer.send_task("librarian.maintenance.health_check") for _ in range(N_HEALTH)]
-    results += [producer.send_task("librarian.demo.process", args=["x"], kwargs={"steps": 1, "step_seconds": 0}) for _ in range(N_DEMO)]
+    results += [
+        producer.send_task("librarian.demo.process", args=["x"], kwargs={"steps": 1, "step_seconds": 0})
+        for _ in range(N_DEMO)
+    ]
     failing = [producer.send_task("librarian.demo.read_storage", args=["../escape"]) for _ in range(M_FAIL)]
     retrying = [producer.send_task("librarian.demo.always_transient") for _ in range(K_RETRYING)]
     for task_id in revoked_ids:
@@ -55,7 +58,8 @@ def test_counters_and_histograms_match_the_workload(isolated):
 
     def settled():
         s = scrape(worker.metrics_url)
-        return s if value(s, "librarian_tasks_revoked_total") == R_REVOKED and value(s, "librarian_tasks_active") == 0 else None
+        revoked, active = value(s, "librarian_tasks_revoked_total"), value(s, "librarian_tasks_active")
+        return s if revoked == R_REVOKED and active == 0 else None
 
     s = wait_until(settled, timeout=15, message="revocations or active tasks never settled")
     attempts = K_RETRYING * (MAX_RETRIES + 1)
@@ -93,7 +97,10 @@ def test_counters_and_histograms_match_the_workload(isolated):
 def test_counters_of_known_tasks_exist_at_zero_before_any_event(isolated):
     _, worker, _ = isolated
     s = scrape(worker.metrics_url)
-    never_succeeded = ("librarian_tasks_succeeded_total", (("queue", "default"), ("task", "librarian.demo.db_roundtrip")))
+    never_succeeded = (
+        "librarian_tasks_succeeded_total",
+        (("queue", "default"), ("task", "librarian.demo.db_roundtrip")),
+    )
     assert s[never_succeeded] == 0  # the series exists although that task only ever got revoked
     assert s[("librarian_tasks_failed_total", (("queue", "default"), ("task", "librarian.demo.db_roundtrip")))] == 0
     names = {dict(labels).get("task") for (name, labels) in s if name == "librarian_tasks_failed_total"} | {
@@ -112,7 +119,7 @@ def test_queue_depth_counts_priority_sub_queues(isolated):
     # The isolated worker does not consume 'validation': messages wait there.
     for priority in (0, 0, 5, 9, 9, 9):
         producer.send_task("librarian.validation.noop", queue="validation", priority=priority)
-    keys = [k for k in client.keys("validation*")]
+    keys = list(client.keys("validation*"))
     assert len(keys) > 1, keys  # the priorities really landed in sub-queues
     expected = sum(client.llen(k) for k in keys)
     assert expected == 6
@@ -129,9 +136,12 @@ def test_queue_wait_of_a_countdown_task_counts_from_its_due_time(isolated):
     before = scrape(worker.metrics_url)
     producer.send_task("librarian.maintenance.health_check", countdown=3).get(timeout=30)
     after = wait_until(
-        lambda: (s := scrape(worker.metrics_url))
-        and value(s, "librarian_task_queue_wait_seconds_count", **labels)
-        > value(before, "librarian_task_queue_wait_seconds_count", **labels) and s,
+        lambda: (
+            (s := scrape(worker.metrics_url))
+            and value(s, "librarian_task_queue_wait_seconds_count", **labels)
+            > value(before, "librarian_task_queue_wait_seconds_count", **labels)
+            and s
+        ),
         timeout=10,
     )
     waited = value(after, "librarian_task_queue_wait_seconds_sum", **labels) - value(

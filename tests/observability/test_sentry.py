@@ -32,14 +32,16 @@ def sentry_stack(broker):
 def wait_status(base: str, task_id: str, states: set[str]) -> str:
     return wait_until(
         lambda: (s := httpx.get(f"{base}/api/v1/tasks/{task_id}").json()["status"]) in states and s,
-        timeout=30, message=f"{task_id} never reached {states}",
+        timeout=30,
+        message=f"{task_id} never reached {states}",
     )
 
 
 def test_a_failing_task_sends_one_error_event_tagged_with_the_task(sentry_stack):
-    sink, base, worker, _ = sentry_stack
-    from app.worker.celery_app import celery_app
+    sink, _, worker, _ = sentry_stack
     from celery import Celery
+
+    from app.worker.celery_app import celery_app
 
     producer = Celery("sentry-producer", set_as_current=False)
     producer.conf.update(celery_app.conf.table(with_defaults=False))
@@ -68,14 +70,21 @@ def test_an_api_error_sends_an_event_and_the_client_gets_no_trace(sentry_stack):
     assert answer.status_code == 500
     assert answer.json() == {"detail": "internal error"}
     events = wait_until(
-        lambda: [e for e in sink.of_type("event")
-                 if any(v.get("type") == "SentryDiagnosticError" for v in (e.get("exception") or {}).get("values", []))],
-        timeout=10, message="no Sentry event for the API error",
+        lambda: [
+            e
+            for e in sink.of_type("event")
+            if any(v.get("type") == "SentryDiagnosticError" for v in (e.get("exception") or {}).get("values", []))
+        ],
+        timeout=10,
+        message="no Sentry event for the API error",
     )
     assert events[0]["tags"]["component"] == "api"
     time.sleep(1.0)
-    same = [e for e in sink.of_type("event")
-            if any(v.get("type") == "SentryDiagnosticError" for v in (e.get("exception") or {}).get("values", []))]
+    same = [
+        e
+        for e in sink.of_type("event")
+        if any(v.get("type") == "SentryDiagnosticError" for v in (e.get("exception") or {}).get("values", []))
+    ]
     assert len(same) == 1, "the API error was reported more than once"
     # The keep-alive connection survives a 500: the next request on the same client works.
     with httpx.Client(base_url=base) as client:

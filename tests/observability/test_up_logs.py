@@ -87,20 +87,28 @@ def run():
         wait_http(f"http://127.0.0.1:{api_port}/health", timeout=60, process=process)
         with httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=10) as http:
             demo_request = uuid.uuid4().hex
-            answer = http.post("/api/v1/tasks/test", params={"message": "logs", "steps": 1},
-                               headers={"X-Request-ID": demo_request})
+            answer = http.post(
+                "/api/v1/tasks/test", params={"message": "logs", "steps": 1}, headers={"X-Request-ID": demo_request}
+            )
             assert answer.status_code == 202, answer.text
             task_id = answer.json()["task_id"]
-            wait_until(lambda: http.get(f"/api/v1/tasks/{task_id}").json()["status"] == "SUCCESS", timeout=30,
-                       message="demo task did not finish")
+            wait_until(
+                lambda: http.get(f"/api/v1/tasks/{task_id}").json()["status"] == "SUCCESS",
+                timeout=30,
+                message="demo task did not finish",
+            )
 
             models = TMP / "up-logs-models"
             models.mkdir(parents=True, exist_ok=True)
             files = [not_3dm(models), valid_part(models)]
             handles = [path.open("rb") for path in files]
             try:
-                answer = http.post("/api/v1/batches",
-                                   files=[("files", (p.name, h, "application/octet-stream")) for p, h in zip(files, handles)])
+                answer = http.post(
+                    "/api/v1/batches",
+                    files=[
+                        ("files", (p.name, h, "application/octet-stream")) for p, h in zip(files, handles, strict=True)
+                    ],
+                )
             finally:
                 for handle in handles:
                     handle.close()
@@ -137,7 +145,8 @@ def test_each_line_names_the_process_that_wrote_it(run):
 def test_an_expected_rejection_is_one_line_without_a_traceback(run):
     records, _ = split_output(run["output"])
     [failure] = run["batch"]["failures"]
-    assert (failure["filename"], failure["status"], failure["stage"]) == ("not_3dm.3dm", "preprocess_failed", "preprocess")
+    expected = ("not_3dm.3dm", "preprocess_failed", "preprocess")
+    assert (failure["filename"], failure["status"], failure["stage"]) == expected
     [rejected] = [r for r in records if r["event"] == "task rejected"]
     assert rejected["level"] == "info"
     assert rejected["error"] == "StageRejected"

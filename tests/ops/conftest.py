@@ -44,7 +44,7 @@ def _tail(text: str, lines: int = 5) -> str:
     return " | ".join(text.strip().splitlines()[-lines:]) or "(no output)"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _apt_get(*args: str) -> str:
     """Run apt-get once per argument list; return '' on success, else why it failed."""
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
@@ -57,7 +57,7 @@ def _apt_get(*args: str) -> str:
     return ""
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def find_or_install(binary: str, apt_package: str) -> tuple[str | None, str]:
     """Return (path, '') or (None, reason)."""
     found = _which(binary)
@@ -153,13 +153,16 @@ def live_stack(broker) -> Iterator[Callable[..., LiveStack]]:
         flower_user, flower_password = "ops", secrets.token_hex(12)
         metrics_password = secrets.token_hex(12)
         env = stack_env(
-            REDIS_URL=url, FLOWER_USER=flower_user, FLOWER_PASSWORD=flower_password,
+            REDIS_URL=url,
+            FLOWER_USER=flower_user,
+            FLOWER_PASSWORD=flower_password,
             FLOWER_BASIC_AUTH=f"prometheus:{metrics_password}",
         )
         log_dir = TMP / "logs"
         worker_env = {**env, "WORKER_METRICS_PORT": str(free_port())}
-        worker = ManagedProcess(f"ops-worker-{tag}", cli("worker", "--name", f"ops{tag}@%h", *worker_extra),
-                                worker_env, log_dir)
+        worker = ManagedProcess(
+            f"ops-worker-{tag}", cli("worker", "--name", f"ops{tag}@%h", *worker_extra), worker_env, log_dir
+        )
         worker.metrics_url = f"http://127.0.0.1:{worker_env['WORKER_METRICS_PORT']}/metrics"
         api_port, flower_port = free_port(), free_port()
         api = ManagedProcess(f"ops-api-{tag}", cli("api", "--port", str(api_port)), env, log_dir)
@@ -181,9 +184,16 @@ def live_stack(broker) -> Iterator[Callable[..., LiveStack]]:
         producer.conf.update(broker_url=url, result_backend=url)
         producers.append(producer)
         return LiveStack(
-            url=url, env=env, worker=worker, api=api, api_url=api_url, flower=flower,
-            flower_url=flower_url, flower_auth=(flower_user, flower_password),
-            flower_metrics_auth=("prometheus", metrics_password), producer=producer,
+            url=url,
+            env=env,
+            worker=worker,
+            api=api,
+            api_url=api_url,
+            flower=flower,
+            flower_url=flower_url,
+            flower_auth=(flower_user, flower_password),
+            flower_metrics_auth=("prometheus", metrics_password),
+            producer=producer,
             log_dir=log_dir,
         )
 

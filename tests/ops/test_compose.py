@@ -7,6 +7,7 @@ No Docker engine is needed: files are checked as written, before variable interp
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 
@@ -117,7 +118,7 @@ def test_no_literal_secrets():
             if url:
                 assert ONLY_A_REFERENCE.match(url["password"]), f"{where}: {key} embeds a literal password"
         args = command_args(service)
-        for flag, value in zip(args, args[1:]):
+        for flag, value in itertools.pairwise(args):
             if flag.startswith("-") and (SECRET_KEY.search(flag) or "pass" in flag.lower()):
                 assert ONLY_A_REFERENCE.match(value), f"{where}: {flag} takes a literal"
 
@@ -130,7 +131,7 @@ def test_redis_requires_a_password():
     # The healthcheck authenticates through REDISCLI_AUTH, not `-a <password>` in the command line.
     assert environment(redis)["REDISCLI_AUTH"].startswith("${REDIS_PASSWORD")
     assert " -a " not in " ".join(redis["healthcheck"]["test"])
-    for where, name, service in all_services():
+    for where, _, service in all_services():
         url = environment(service).get("REDIS_URL")
         if url:
             assert url.startswith("redis://:${REDIS_PASSWORD"), f"{where}: REDIS_URL without the password"
@@ -237,5 +238,6 @@ def test_image_lock_file_has_the_database_driver():
         pytest.skip("compose does not use PostgreSQL")
     pins = (ROOT / "requirements.lock").read_text().lower()
     assert re.search(r"^psycopg2(-binary)?==", pins, re.MULTILINE), (
-        "requirements.lock lacks psycopg2: lock the `postgres` extra too, or the compose stack cannot reach its database"
+        "requirements.lock lacks psycopg2: lock the `postgres` extra too,"
+        " or the compose stack cannot reach its database"
     )

@@ -18,6 +18,7 @@ worker log a "Control command error".
 
 from __future__ import annotations
 
+import contextlib
 import html
 import os
 import re
@@ -40,11 +41,19 @@ QUEUES = ("default", "maintenance", "pipeline", "validation")
 DB = 5  # a Redis database of its own (1-4 other tests, 6 the live Prometheus test, 7-15 reliability)
 SCREENSHOT = ROOT / "docs" / "img" / "flower-tasks.png"
 CHROMIUM_FLAGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
     # Ours: no /dev/shm limits in containers, no scrollbars in the screenshot, and virtual time
     # that waits for the page's AJAX call before the DOM is dumped or the screenshot taken.
-    "--disable-dev-shm-usage", "--hide-scrollbars", "--virtual-time-budget=15000",
+    "--disable-dev-shm-usage",
+    "--hide-scrollbars",
+    "--virtual-time-budget=15000",
 )
 
 
@@ -52,8 +61,7 @@ def chromium_run(binary: str, profile: Path, *args: str, timeout: float = 90) ->
     """One headless Chromium run with a fresh profile; its whole process group dies with it."""
     profile.mkdir(parents=True, exist_ok=True)
     argv = [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args]
-    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         stdout, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -61,10 +69,8 @@ def chromium_run(binary: str, profile: Path, *args: str, timeout: float = 90) ->
         stdout, stderr = process.communicate()
         raise AssertionError(f"chromium timed out after {timeout}s: {stderr[-2000:]}") from None
     finally:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, 9)  # renderer/GPU helpers left behind, if any
-        except ProcessLookupError:
-            pass
     return subprocess.CompletedProcess(argv, process.returncode, stdout, stderr)
 
 
@@ -107,11 +113,19 @@ def test_flower_tasks_page_behind_basic_auth_lists_the_workload_in_a_browser(chr
         expected[failing.id] = "librarian.demo.read_storage"
         expected[healthy.id] = "librarian.maintenance.health_check"
         api_ids = list(expected)[:3]  # the API answers only for ids it issued
-        wait_until(lambda: all(api.get(f"/api/v1/tasks/{t}").json()["status"] == "SUCCESS" for t in api_ids),
-                   timeout=45, interval=0.3, message=f"the demo tasks never finished:\n{stack.worker.tail()}")
+        wait_until(
+            lambda: all(api.get(f"/api/v1/tasks/{t}").json()["status"] == "SUCCESS" for t in api_ids),
+            timeout=45,
+            interval=0.3,
+            message=f"the demo tasks never finished:\n{stack.worker.tail()}",
+        )
     healthy.get(timeout=30)
-    wait_until(lambda: failing.state == "FAILURE", timeout=30, interval=0.2,
-               message=f"read_storage never failed:\n{stack.worker.tail()}")
+    wait_until(
+        lambda: failing.state == "FAILURE",
+        timeout=30,
+        interval=0.2,
+        message=f"read_storage never failed:\n{stack.worker.tail()}",
+    )
 
     # Flower has the events of every task before the browser looks.
     def flower_knows_all() -> dict:
@@ -119,8 +133,9 @@ def test_flower_tasks_page_behind_basic_auth_lists_the_workload_in_a_browser(chr
         done = {t: v for t, v in tasks.items() if v.get("state") in ("SUCCESS", "FAILURE")}
         return tasks if set(expected) <= set(done) else {}
 
-    known = wait_until(flower_knows_all, timeout=30, interval=0.5,
-                       message=f"Flower never saw every task:\n{stack.flower.tail()}")
+    known = wait_until(
+        flower_knows_all, timeout=30, interval=0.5, message=f"Flower never saw every task:\n{stack.flower.tail()}"
+    )
     assert known[failing.id]["state"] == "FAILURE"
 
     # The browser, logged in through the URL's credentials.
@@ -136,12 +151,15 @@ def test_flower_tasks_page_behind_basic_auth_lists_the_workload_in_a_browser(chr
 
     screenshot = SCREENSHOT if os.environ.get("LIBRARIAN_UPDATE_SCREENSHOTS") == "1" else tmp_path / "flower-tasks.png"
     screenshot.parent.mkdir(parents=True, exist_ok=True)
-    result = chromium_run(chromium, tmp_path / "profile-shot", f"--screenshot={screenshot}",
-                          "--window-size=1400,900", logged_in_url)
+    result = chromium_run(
+        chromium, tmp_path / "profile-shot", f"--screenshot={screenshot}", "--window-size=1400,900", logged_in_url
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert screenshot.stat().st_size > 10_000, screenshot  # a real page, not a blank or 401 one
-    print(f"\n[flower-browser] {len(expected)} tasks listed by Flower in headless Chromium; "
-          f"screenshot {screenshot}; {time.monotonic() - started_at:.1f}s in all")
+    print(
+        f"\n[flower-browser] {len(expected)} tasks listed by Flower in headless Chromium; "
+        f"screenshot {screenshot}; {time.monotonic() - started_at:.1f}s in all"
+    )
 
     # The worker's pages and the broker's, from the worker's inspect replies.
     node = f"ops{stack.worker.name.rsplit('-', 1)[1]}@{socket.gethostname()}"  # live_stack's --name

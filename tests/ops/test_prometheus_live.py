@@ -41,6 +41,7 @@ RULES_DIR = ROOT / "prometheus" / "rules"
 DASHBOARDS = sorted((ROOT / "grafana" / "dashboards").glob("*.json"))
 RATE_WINDOW = "1m"  # what $__rate_interval becomes (Grafana: max(4 x scrape interval, step))
 
+
 # --------------------------------------------------------------------------- helpers
 def vector_selectors(expr: str) -> set[str]:
     """The vector selectors of an expression, with their label matchers: `up{job="worker"}`."""
@@ -99,8 +100,8 @@ def write_config(directory: Path, stack, prom_port: int, exporter: str) -> tuple
     password_file = directory / "flower_metrics_password"
     password_file.write_text(stack.flower_metrics_auth[1] + "\n")
     scrape_configs = []
-    for job in project["scrape_configs"]:
-        job = {k: v for k, v in job.items() if k not in ("static_configs", "dns_sd_configs")}
+    for source in project["scrape_configs"]:
+        job = {k: v for k, v in source.items() if k not in ("static_configs", "dns_sd_configs")}
         job["static_configs"] = [{"targets": [targets[job["job_name"]]]}]
         if "basic_auth" in job:  # the compose secret, as a file of ours
             assert job["basic_auth"]["username"] == stack.flower_metrics_auth[0], job
@@ -141,15 +142,18 @@ def dashboard_queries() -> tuple[list[tuple[str, str, str]], list[tuple[str, str
             query = var["query"]["query"] if isinstance(var["query"], dict) else var["query"]
             match = re.fullmatch(r"\s*label_values\((.+),\s*(\w+)\s*\)\s*", query)
             assert match, (uid, var["name"], query)
-            variables.append((uid, var["name"], match.group(2),
-                              substitute(f"count by ({match.group(2)}) ({match.group(1)})")))
+            variables.append(
+                (uid, var["name"], match.group(2), substitute(f"count by ({match.group(2)}) ({match.group(1)})"))
+            )
 
-        def walk(items: list[dict]) -> None:
+        def walk(items: list[dict], uid: str = uid) -> None:
             for panel in items:
                 walk(panel.get("panels", []))
-                for target in panel.get("targets", []):
-                    if target.get("expr"):
-                        panels.append((uid, panel["title"], substitute(target["expr"])))
+                panels.extend(
+                    (uid, panel["title"], substitute(target["expr"]))
+                    for target in panel.get("targets", [])
+                    if target.get("expr")
+                )
 
         walk(board["panels"])
     return panels, variables
@@ -172,8 +176,9 @@ def run_workload(stack, round_: int) -> None:
             answer = httpx.post(f"{stack.api_url}/api/v1/diagnostics/sentry-error", timeout=15)
             assert answer.status_code == 500, answer.text
         assert api.get(f"/api/v1/tasks/{uuid.uuid4()}").status_code == 404  # a 4xx too
-        failing = [stack.producer.send_task("librarian.demo.read_storage", args=["../x"])
-                   for _ in range(STORAGE_FAILURES)]
+        failing = [
+            stack.producer.send_task("librarian.demo.read_storage", args=["../x"]) for _ in range(STORAGE_FAILURES)
+        ]
         failing += [stack.producer.send_task("librarian.demo.always_transient") for _ in range(TRANSIENT)]
         healthy = [stack.producer.send_task("librarian.maintenance.health_check") for _ in range(HEALTH)]
 
@@ -184,8 +189,12 @@ def run_workload(stack, round_: int) -> None:
     for result in healthy:
         result.get(timeout=30)
     for result in failing:
-        wait_until(lambda r=result: r.state == "FAILURE", timeout=30, interval=0.2,
-                   message=f"{result.id} never failed:\n{stack.worker.tail()}")
+        wait_until(
+            lambda r=result: r.state == "FAILURE",
+            timeout=30,
+            interval=0.2,
+            message=f"{result.id} never failed:\n{stack.worker.tail()}",
+        )
 
 
 def scraped(prom: Prom, rounds: int) -> bool:
@@ -231,10 +240,17 @@ def start_redis_exporter(binary: str, broker_url: str, log_dir: Path) -> tuple[M
         env["REDIS_PASSWORD"] = unquote(parts.password)
     if parts.username:
         env["REDIS_USER"] = unquote(parts.username)
-    exporter = ManagedProcess(f"redis-exporter-{port}", [
-        binary, f"-redis.addr={scheme}://{parts.hostname}:{parts.port or 6379}",
-        f"-web.listen-address=127.0.0.1:{port}", "-redis-only-metrics",
-    ], env, log_dir)
+    exporter = ManagedProcess(
+        f"redis-exporter-{port}",
+        [
+            binary,
+            f"-redis.addr={scheme}://{parts.hostname}:{parts.port or 6379}",
+            f"-web.listen-address=127.0.0.1:{port}",
+            "-redis-only-metrics",
+        ],
+        env,
+        log_dir,
+    )
     return exporter, f"127.0.0.1:{port}"
 
 
@@ -250,11 +266,15 @@ def test_every_dashboard_query_rule_and_alert_has_data_in_a_real_prometheus(
     prometheus = ManagedProcess(
         f"prometheus-{prom_port}",
         [
-            prometheus_server, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
-            "--storage.tsdb.retention.time=1h", f"--web.listen-address=127.0.0.1:{prom_port}",
+            prometheus_server,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+            "--storage.tsdb.retention.time=1h",
+            f"--web.listen-address=127.0.0.1:{prom_port}",
             "--log.level=warn",
         ],
-        dict(os.environ), stack.log_dir,
+        dict(os.environ),
+        stack.log_dir,
     )
     prom = Prom(f"http://127.0.0.1:{prom_port}")
     with contextlib.ExitStack() as cleanup:
@@ -280,8 +300,12 @@ def test_every_dashboard_query_rule_and_alert_has_data_in_a_real_prometheus(
             targets = prom.targets()
             return sorted(t["labels"]["job"] for t in targets if t["health"] == "up") == sorted(jobs)
 
-        wait_until(all_up, timeout=30, interval=0.5,
-                   message=f"targets never all up: {json.dumps(prom.targets(), indent=1)}\n{exporter.tail()}")
+        wait_until(
+            all_up,
+            timeout=30,
+            interval=0.5,
+            message=f"targets never all up: {json.dumps(prom.targets(), indent=1)}\n{exporter.tail()}",
+        )
         scraping = time.monotonic() - started_at
 
         # ---------------------------------------------------------------- workload
@@ -290,8 +314,12 @@ def test_every_dashboard_query_rule_and_alert_has_data_in_a_real_prometheus(
         # series (and Prometheus scrapes them), round 2 moves them.
         for round_ in (1, 2):
             run_workload(stack, round_)
-            wait_until(lambda n=round_: scraped(prom, n), timeout=20, interval=0.5,
-                       message=f"round {round_} of the workload never reached Prometheus")
+            wait_until(
+                lambda n=round_: scraped(prom, n),
+                timeout=20,
+                interval=0.5,
+                message=f"round {round_} of the workload never reached Prometheus",
+            )
         workload_done = time.monotonic()
 
         # ---------------------------------------------------------------- what must have data
@@ -320,8 +348,7 @@ def test_every_dashboard_query_rule_and_alert_has_data_in_a_real_prometheus(
             missing = {q: what for q, what in missing.items() if not prom.finite(q)}
             if missing:
                 time.sleep(1)
-        assert not missing, "no data (or only NaN) for:\n" + "\n".join(
-            f"  {what}: {q}" for q, what in missing.items())
+        assert not missing, "no data (or only NaN) for:\n" + "\n".join(f"  {what}: {q}" for q, what in missing.items())
         for rule in alerts:  # every alert expression is valid PromQL against live data
             prom.query(rule["expr"])
 
@@ -329,26 +356,46 @@ def test_every_dashboard_query_rule_and_alert_has_data_in_a_real_prometheus(
             loaded = prom.rules()
             return loaded if loaded and all(r["health"] == "ok" for r in loaded) else []
 
-        evaluated = wait_until(rules_healthy, timeout=15, interval=0.5, message="a rule is unhealthy: " + repr(
-            [(r["name"], r["health"], r.get("lastError")) for r in prom.rules()]))
+        evaluated = wait_until(
+            rules_healthy,
+            timeout=15,
+            interval=0.5,
+            message="a rule is unhealthy: "
+            + repr([(r["name"], r["health"], r.get("lastError")) for r in prom.rules()]),
+        )
         assert len(evaluated) == len(rules)
 
         # ---------------------------------------------------------------- kill the worker
         no_worker = next(a["expr"] for a in alerts if a["alert"] == "LibrarianNoLiveWorker")
         target_down = next(a["expr"] for a in alerts if a["alert"] == "LibrarianTargetDown")
-        wait_until(lambda: not prom.query(no_worker) and not prom.query(target_down), timeout=15, interval=0.5,
-                   message="LibrarianNoLiveWorker or LibrarianTargetDown true while everything runs")
+        wait_until(
+            lambda: not prom.query(no_worker) and not prom.query(target_down),
+            timeout=15,
+            interval=0.5,
+            message="LibrarianNoLiveWorker or LibrarianTargetDown true while everything runs",
+        )
         os.killpg(stack.worker.pid, signal.SIGKILL)  # the main process and its pool: a lost host
         killed_at = time.monotonic()
-        wait_until(lambda: prom.query(no_worker), timeout=20, interval=0.25,
-                   message="LibrarianNoLiveWorker expression still false 20 s after SIGKILL")
+        wait_until(
+            lambda: prom.query(no_worker),
+            timeout=20,
+            interval=0.25,
+            message="LibrarianNoLiveWorker expression still false 20 s after SIGKILL",
+        )
         no_worker_after = time.monotonic() - killed_at
-        down = wait_until(lambda: prom.query(target_down), timeout=10, interval=0.25,
-                          message="LibrarianTargetDown expression never saw the dead worker")
+        down = wait_until(
+            lambda: prom.query(target_down),
+            timeout=10,
+            interval=0.25,
+            message="LibrarianTargetDown expression never saw the dead worker",
+        )
         assert {s["metric"]["job"] for s in down} == {"worker"}, down
         pending = wait_until(
             lambda: [a for a in prom.alerts() if a["labels"]["alertname"] == "LibrarianNoLiveWorker"],
-            timeout=10, interval=0.25, message="the loaded rule never put LibrarianNoLiveWorker in pending")
+            timeout=10,
+            interval=0.25,
+            message="the loaded rule never put LibrarianNoLiveWorker in pending",
+        )
         assert pending[0]["state"] in ("pending", "firing"), pending
 
         print(

@@ -90,9 +90,7 @@ def test_every_alert_has_severity_and_annotations():
 
 def test_every_runbook_url_has_a_heading():
     headings = {
-        github_anchor(line.lstrip("#"))
-        for line in RUNBOOK.read_text().splitlines()
-        if re.match(r"^#{1,6} ", line)
+        github_anchor(line.lstrip("#")) for line in RUNBOOK.read_text().splitlines() if re.match(r"^#{1,6} ", line)
     }
     for rule in alerts():
         anchor = rule["annotations"]["runbook_url"].partition("#")[2]
@@ -108,8 +106,9 @@ def test_every_dashboard_url_points_at_a_dashboard():
 
 
 def test_every_alert_is_tested_firing_and_not_firing():
-    cases = [case for test in yaml.safe_load(UNIT_TESTS.read_text())["tests"]
-             for case in test.get("alert_rule_test", [])]
+    cases = [
+        case for test in yaml.safe_load(UNIT_TESTS.read_text())["tests"] for case in test.get("alert_rule_test", [])
+    ]
     for name in sorted({rule["alert"] for rule in alerts()}):
         mine = [case for case in cases if case["alertname"] == name]
         assert any(case.get("exp_alerts") for case in mine), f"{name}: no test where it fires"
@@ -128,7 +127,9 @@ def test_rules_use_only_contract_metrics():
     allowed = CONTRACT_NAMES | recording_names()
     for rule in load_rules(RECORDING_FILE) + alerts():
         unknown = unknown_names(rule["expr"], allowed)
-        assert not unknown, f"{rule.get('record') or rule.get('alert')} uses {sorted(unknown)} (not in tests/ops/metric_contract.py)"
+        assert not unknown, (
+            f"{rule.get('record') or rule.get('alert')} uses {sorted(unknown)} (not in tests/ops/metric_contract.py)"
+        )
 
 
 @pytest.mark.parametrize(

@@ -49,7 +49,8 @@ def test_units_pass_systemd_analyze():
         result = run([analyze, "verify", str(path)])
         # The virtualenv is not installed here: that one complaint is expected.
         problems = [
-            line for line in (result.stdout + result.stderr).splitlines()
+            line
+            for line in (result.stdout + result.stderr).splitlines()
             if path.name in line and "is not executable" not in line
         ]
         assert not problems, "\n".join(problems)

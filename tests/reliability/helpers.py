@@ -6,6 +6,7 @@ embedded Valkey, with its own SQLite file, storage and var dirs, and stops every
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -47,8 +48,9 @@ def own_valkey(name: str, *, password: str, port: int | None = None, **config: A
     """A started embedded Valkey of our own (for scenarios that kill or stop the broker)."""
     from app.core.embedded import embedded_server
 
-    server = embedded_server(port=port or free_port(), data_dir=TMP / "reliability" / name / "valkey",
-                             password=password, **config)
+    server = embedded_server(
+        port=port or free_port(), data_dir=TMP / "reliability" / name / "valkey", password=password, **config
+    )
     server.start()
     return server
 
@@ -93,18 +95,12 @@ def kill_group_hard(process: ManagedProcess) -> None:
     """SIGKILL the main process, then its whole group (orphaned pool children too), and reap it."""
     if process.process is None:
         return
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         process.process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        pass
 
 
 class Stack:
@@ -135,14 +131,22 @@ class Stack:
         self._starts += 1
         return f"rel-{self.name}-{label}-{self._starts}"
 
-    def start_worker(self, node: str, *, extra: tuple[str, ...] = (), env: dict[str, str] | None = None,
-                     wait: bool = True, ready_timeout: float = 60) -> ManagedProcess:
+    def start_worker(
+        self,
+        node: str,
+        *,
+        extra: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+        wait: bool = True,
+        ready_timeout: float = 60,
+    ) -> ManagedProcess:
         """A real `librarian worker` (prefork). Its log file is new for every start, so a restart
         with the same node name never matches the previous run's 'worker ready'."""
         port = free_port()
         worker_env = {**self.env, **(env or {}), "WORKER_METRICS_PORT": str(port)}
-        process = ManagedProcess(self._log_name(node), cli("worker", "--name", f"{node}@%h", *extra),
-                                 worker_env, TMP / "logs")
+        process = ManagedProcess(
+            self._log_name(node), cli("worker", "--name", f"{node}@%h", *extra), worker_env, TMP / "logs"
+        )
         process.metrics_url = f"http://127.0.0.1:{port}/metrics"  # type: ignore[attr-defined]
         process.node = node  # type: ignore[attr-defined]
         self.processes.append(process)  # registered first: a failed start is still stopped
@@ -154,8 +158,9 @@ class Stack:
 
     def start_api(self, label: str = "api", *, env: dict[str, str] | None = None) -> tuple[ManagedProcess, str]:
         port = free_port()
-        process = ManagedProcess(self._log_name(label), cli("api", "--port", str(port)),
-                                 {**self.env, **(env or {})}, TMP / "logs")
+        process = ManagedProcess(
+            self._log_name(label), cli("api", "--port", str(port)), {**self.env, **(env or {})}, TMP / "logs"
+        )
         self.processes.append(process)
         process.start()
         base = f"http://127.0.0.1:{port}"
@@ -184,10 +189,8 @@ class Stack:
                 pass
             process.stop(timeout=15)
         if self._producer is not None:
-            try:
+            with contextlib.suppress(Exception):  # teardown is best effort: the broker may be gone already
                 self._producer.close()
-            except Exception:
-                pass
 
     def output(self) -> str:
         return "\n".join(p.output() for p in self.processes)
@@ -218,7 +221,7 @@ class Stack:
         metas: dict[str, dict | None] = {}
         client = self.redis()
         for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
+            chunk = ids[start : start + 500]
             for task_id, raw in zip(chunk, client.mget([f"celery-task-meta-{i}" for i in chunk]), strict=True):
                 metas[task_id] = json.loads(raw) if raw else None
         return metas
@@ -235,15 +238,16 @@ class Stack:
                 return states
             if time.monotonic() > deadline:
                 missing = {i: s for i, s in states.items() if s not in wanted}
-                raise TimeoutError(f"{len(missing)} of {len(ids)} tasks not in {wanted}: "
-                                   f"{dict(list(missing.items())[:5])}")
+                raise TimeoutError(
+                    f"{len(missing)} of {len(ids)} tasks not in {wanted}: {dict(list(missing.items())[:5])}"
+                )
             time.sleep(0.25)
 
     def locate(self, task_ids: Iterable[str]) -> dict[str, Any]:
         """Where unfinished tasks' messages are: a queue, the unacked hash, nowhere (lost)."""
         client = self.redis()
         wanted = set(task_ids)
-        where: dict[str, Any] = {i: "nowhere" for i in wanted}
+        where: dict[str, Any] = dict.fromkeys(wanted, "nowhere")
         for queue in ("default", "validation", "pipeline", "maintenance"):
             for raw in client.lrange(queue, 0, -1):
                 for task_id in wanted:
@@ -255,13 +259,18 @@ class Stack:
                     score = client.zscore("unacked_index", tag)
                     age = round(time.time() - score, 1) if score else None
                     where[task_id] = f"unacked (age {age}s)"
-        journaled = {task_id for task_id in wanted for raw in client.hvals("librarian:journal")
-                     if task_id.encode() in raw}
+        journaled = {
+            task_id for task_id in wanted for raw in client.hvals("librarian:journal") if task_id.encode() in raw
+        }
         for task_id in wanted:
             if where[task_id] == "nowhere" and task_id in journaled:
                 where[task_id] = "nowhere but the journal (recoverable)"
-        return {"where": where, "unacked_mutex_ttl": client.ttl("unacked_mutex"),
-                "unacked": client.hlen("unacked"), "journal": client.hlen("librarian:journal")}
+        return {
+            "where": where,
+            "unacked_mutex_ttl": client.ttl("unacked_mutex"),
+            "unacked": client.hlen("unacked"),
+            "journal": client.hlen("librarian:journal"),
+        }
 
     # -- database -------------------------------------------------------------------------------
 
@@ -286,6 +295,16 @@ class Stack:
 
 
 __all__ = [
-    "FAST_REDELIVERY", "SOAK", "Stack", "kill_group_hard", "own_valkey", "pool_children", "process_state",
-    "redis_db_url", "report", "valkey_url", "vm_hwm_kb", "wait_until",
+    "FAST_REDELIVERY",
+    "SOAK",
+    "Stack",
+    "kill_group_hard",
+    "own_valkey",
+    "pool_children",
+    "process_state",
+    "redis_db_url",
+    "report",
+    "valkey_url",
+    "vm_hwm_kb",
+    "wait_until",
 ]

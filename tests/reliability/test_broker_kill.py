@@ -23,8 +23,12 @@ pytestmark = pytest.mark.integration
 BEFORE = 40
 AFTER = 30
 OUTAGE_SECONDS = 6.0
-LIMITS = {"BROKER_VISIBILITY_TIMEOUT": "4", "TASK_TIME_LIMIT": "2", "TASK_SOFT_TIME_LIMIT": "1",
-          "MAX_TASK_COUNTDOWN": "1"}
+LIMITS = {
+    "BROKER_VISIBILITY_TIMEOUT": "4",
+    "TASK_TIME_LIMIT": "2",
+    "TASK_SOFT_TIME_LIMIT": "1",
+    "MAX_TASK_COUNTDOWN": "1",
+}
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +51,7 @@ def test_broker_sigkill_loses_no_acknowledged_submission(broker_stack):
     stack, holder, password = broker_stack
     server = holder["server"]
     port, data_dir = server.port, server.data_dir
-    api, base = stack.start_api("api")
+    _, base = stack.start_api("api")
     stack.start_worker("bk")
 
     accepted: list[str] = []
@@ -97,8 +101,11 @@ def test_broker_sigkill_loses_no_acknowledged_submission(broker_stack):
 
     retried_ok = 0
     for _, message in refused:  # the client's retry, after the outage
-        answer = wait_until(lambda m=message: (a := submit(m)).status_code == 202 and a, timeout=30,
-                            message=f"retry of {message} never accepted")
+        answer = wait_until(
+            lambda m=message: (a := submit(m)).status_code == 202 and a,
+            timeout=30,
+            message=f"retry of {message} never accepted",
+        )
         accepted.append(answer.json()["task_id"])
         retried_ok += 1
 
@@ -117,10 +124,20 @@ def test_broker_sigkill_loses_no_acknowledged_submission(broker_stack):
         if pending:
             time.sleep(1)
     client.close()
-    report("broker SIGKILL", submissions=i, accepted_202=len(accepted) - retried_ok, refused_503=len(refused),
-           retried_then_accepted=retried_ok, unfinished_at_kill=backlog, completed=len(accepted) - len(pending), lost=len(pending),
-           http_codes=codes, slowest_503_s=round(slowest_refusal, 2),
-           outage_s=round(restarted_at - killed_at, 1), elapsed_s=round(time.monotonic() - started, 1))
+    report(
+        "broker SIGKILL",
+        submissions=i,
+        accepted_202=len(accepted) - retried_ok,
+        refused_503=len(refused),
+        retried_then_accepted=retried_ok,
+        unfinished_at_kill=backlog,
+        completed=len(accepted) - len(pending),
+        lost=len(pending),
+        http_codes=codes,
+        slowest_503_s=round(slowest_refusal, 2),
+        outage_s=round(restarted_at - killed_at, 1),
+        elapsed_s=round(time.monotonic() - started, 1),
+    )
     assert 500 not in codes and set(codes) <= {202, 503}
     assert refused, "no submission fell in the outage"
     assert slowest_refusal < 2.5

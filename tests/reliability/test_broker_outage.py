@@ -44,23 +44,42 @@ def test_broker_down_then_back(tmp_root):
         server = embedded_server(port=port, data_dir=data_dir, password=password)
         server.start()
         up_at = time.monotonic()
-        wait_until(lambda: httpx.get(f"{base}/health-check/redis").status_code == 200, timeout=20,
-                   message="the API did not see the broker come back")
+        wait_until(
+            lambda: httpx.get(f"{base}/health-check/redis").status_code == 200,
+            timeout=20,
+            message="the API did not see the broker come back",
+        )
         api_back = time.monotonic() - up_at
-        wait_until(lambda: httpx.get(f"{base}/health-check/celery").status_code == 200, timeout=60,
-                   message="the worker's heartbeat did not come back")
+        wait_until(
+            lambda: httpx.get(f"{base}/health-check/celery").status_code == 200,
+            timeout=60,
+            message="the worker's heartbeat did not come back",
+        )
         worker_back = time.monotonic() - up_at
         after = httpx.post(f"{base}/api/v1/tasks/test", params={"steps": 1})
         assert after.status_code == 202, after.text
         task_id = after.json()["task_id"]
-        wait_until(lambda: httpx.get(f"{base}/api/v1/tasks/{task_id}").json()["status"] == "SUCCESS", timeout=60,
-                   message="a task submitted after the outage never completed")
+        wait_until(
+            lambda: httpx.get(f"{base}/api/v1/tasks/{task_id}").json()["status"] == "SUCCESS",
+            timeout=60,
+            message="a task submitted after the outage never completed",
+        )
         completed = time.monotonic() - up_at
-        report("broker down then back", health=health.json()["status"], health_code=health.status_code,
-               redis_check=redis_check.status_code, celery_check=celery_check.status_code,
-               submit_codes=submit_codes, submit_s=submit_times, outage_s=round(up_at - down_at, 1),
-               api_recovered_s=round(api_back, 1), worker_recovered_s=round(worker_back, 1),
-               new_task_done_s=round(completed, 1), worker_restarted=False, api_pid_unchanged=api.alive())
+        report(
+            "broker down then back",
+            health=health.json()["status"],
+            health_code=health.status_code,
+            redis_check=redis_check.status_code,
+            celery_check=celery_check.status_code,
+            submit_codes=submit_codes,
+            submit_s=submit_times,
+            outage_s=round(up_at - down_at, 1),
+            api_recovered_s=round(api_back, 1),
+            worker_recovered_s=round(worker_back, 1),
+            new_task_done_s=round(completed, 1),
+            worker_restarted=False,
+            api_pid_unchanged=api.alive(),
+        )
         assert health.status_code == 200 and health.json()["status"] == "degraded"
         assert health.json()["components"]["redis"]["status"] == "down"
         assert redis_check.status_code == 503 and celery_check.status_code == 503

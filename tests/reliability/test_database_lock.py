@@ -13,7 +13,6 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-import uuid
 
 import httpx
 import pytest
@@ -35,19 +34,22 @@ def stack(broker):
 
 def upload(base: str, path, name: str = "part.3dm") -> httpx.Response:  # type: ignore[no-untyped-def]
     with open(path, "rb") as handle:
-        return httpx.post(f"{base}/api/v1/parts", files={"file": (name, handle, "application/octet-stream")},
-                          timeout=60)
+        return httpx.post(
+            f"{base}/api/v1/parts", files={"file": (name, handle, "application/octet-stream")}, timeout=60
+        )
 
 
 def test_tasks_retry_through_a_database_lock_and_nothing_is_lost(stack, models):
-    api, base = stack.start_api("api")
+    _, base = stack.start_api("api")
     part_ids = []
     for n in range(PARTS):
         answer = upload(base, models["valid_part"], f"locked-{n}.3dm")
         assert answer.status_code == 202, answer.text
         part_ids.append(answer.json()["part_id"])
-    probes = [stack.producer().send_task("librarian.demo.db_roundtrip", kwargs={"key": f"lock{n}", "value": "x"})
-              for n in range(2)]
+    probes = [
+        stack.producer().send_task("librarian.demo.db_roundtrip", kwargs={"key": f"lock{n}", "value": "x"})
+        for n in range(2)
+    ]
 
     lock = sqlite3.connect(stack.db_path, timeout=1, isolation_level=None)
     lock.execute("BEGIN EXCLUSIVE")
@@ -60,7 +62,9 @@ def test_tasks_retry_through_a_database_lock_and_nothing_is_lost(stack, models):
         # An upload under the lock, and meanwhile the API's health: the rest of the API must answer.
         upload_answer: dict = {}
         files_before = {p for p in stack.storage_dir.rglob("*") if p.is_file()}
-        thread = threading.Thread(target=lambda: upload_answer.update(r=upload(base, models["valid_part"], "during.3dm")))
+        thread = threading.Thread(
+            target=lambda: upload_answer.update(r=upload(base, models["valid_part"], "during.3dm"))
+        )
         thread.start()
         time.sleep(0.3)
         health_latency = []
@@ -78,8 +82,11 @@ def test_tasks_retry_through_a_database_lock_and_nothing_is_lost(stack, models):
     def statuses() -> dict[str, str]:
         return {p: httpx.get(f"{base}/api/v1/parts/{p}", timeout=10).json()["status"] for p in part_ids}
 
-    final = wait_until(lambda: (s := statuses()) and all(v in FINISHED for v in s.values()) and s, timeout=90,
-                       message=f"parts not finished after the lock: {statuses()}")
+    final = wait_until(
+        lambda: (s := statuses()) and all(v in FINISHED for v in s.values()) and s,
+        timeout=90,
+        message=f"parts not finished after the lock: {statuses()}",
+    )
     finished_after = time.monotonic() - released_at
     attempts = [httpx.get(f"{base}/api/v1/parts/{p}").json()["attempts"] for p in part_ids]
     probe_states = [r.state for r in probes]
@@ -87,13 +94,24 @@ def test_tasks_retry_through_a_database_lock_and_nothing_is_lost(stack, models):
     during = upload_answer["r"]
     stray = {p for p in stack.storage_dir.rglob("*") if p.is_file()} - files_before
     known = {row[0] for row in stack.sql("SELECT storage_key FROM part")}
-    orphans = [str(p.relative_to(stack.storage_dir)) for p in stray
-               if str(p.relative_to(stack.storage_dir)) not in known]
-    report("database locked", lock_s=LOCK_SECONDS, parts=PARTS, part_statuses=sorted(final.values()),
-           part_attempts=attempts, task_retries_logged=retries, finished_after_unlock_s=round(finished_after, 1),
-           db_roundtrip_states=probe_states, upload_during_lock=during.status_code,
-           upload_during_lock_body=during.json(), api_health_latency_during_upload_s=health_latency,
-           orphan_files=orphans, processing_left=sum(1 for v in final.values() if v == "processing"))
+    orphans = [
+        str(p.relative_to(stack.storage_dir)) for p in stray if str(p.relative_to(stack.storage_dir)) not in known
+    ]
+    report(
+        "database locked",
+        lock_s=LOCK_SECONDS,
+        parts=PARTS,
+        part_statuses=sorted(final.values()),
+        part_attempts=attempts,
+        task_retries_logged=retries,
+        finished_after_unlock_s=round(finished_after, 1),
+        db_roundtrip_states=probe_states,
+        upload_during_lock=during.status_code,
+        upload_during_lock_body=during.json(),
+        api_health_latency_during_upload_s=health_latency,
+        orphan_files=orphans,
+        processing_left=sum(1 for v in final.values() if v == "processing"),
+    )
     assert all(v == "validated" for v in final.values()), final
     assert retries >= 1
     assert during.status_code == 503 and during.json()["dependency"] == "database"

@@ -76,8 +76,12 @@ def kill_and_measure(stack: Stack, n: int) -> None:
 
     kills, resume = [], []
     for fraction, node in ((0.15, "wa"), (0.4, "wb"), (0.65, "wa")):
-        wait_until(lambda fraction=fraction: finished() >= n * fraction, timeout=300, interval=0.2,
-                   message=f"fewer than {fraction:.0%} of {n} tasks done")
+        wait_until(
+            lambda fraction=fraction: finished() >= n * fraction,
+            timeout=300,
+            interval=0.2,
+            message=f"fewer than {fraction:.0%} of {n} tasks done",
+        )
         victim = workers[node]
         incarnation = incarnation_of(victim)
         held = held_task_ids(stack, incarnation)
@@ -96,12 +100,22 @@ def kill_and_measure(stack: Stack, n: int) -> None:
 
     stack.wait_states(ids, {"SUCCESS"}, timeout=300)
     rows = stack.sql("SELECT key, writes FROM diagnostic_record WHERE key LIKE 'd%' AND key NOT LIKE '%:start'")
-    recovered = sum(value(scrape(w.metrics_url), "librarian_messages_recovered_total", reason="worker_dead")
-                    for w in workers.values())
-    report("dead worker: SIGKILL x3 under load", tasks=n, kills=kills, resumed=len(resume),
-           resume_max_s=round(max(resume), 1), resume_p50_s=round(statistics.median(resume), 1),
-           finished=finished(), rows=len(rows), recovered_worker_dead=recovered,
-           unacked_left=stack.redis().hlen("unacked"))
+    recovered = sum(
+        value(scrape(w.metrics_url), "librarian_messages_recovered_total", reason="worker_dead")
+        for w in workers.values()
+    )
+    report(
+        "dead worker: SIGKILL x3 under load",
+        tasks=n,
+        kills=kills,
+        resumed=len(resume),
+        resume_max_s=round(max(resume), 1),
+        resume_p50_s=round(statistics.median(resume), 1),
+        finished=finished(),
+        rows=len(rows),
+        recovered_worker_dead=recovered,
+        unacked_left=stack.redis().hlen("unacked"),
+    )
     assert sum(k["held_at_kill"] for k in kills) > 0, "no kill caught a task in flight"
     assert len(rows) == n, "every task completed (one row per key)"
     assert max(resume) <= 15, f"a held task resumed {max(resume):.1f} s after the kill (plus its run time)"
@@ -134,8 +148,12 @@ def part(base: str, part_id: str) -> dict:
 
 
 def wait_processing_and_held(stack: Stack, base: str, part_id: str) -> None:
-    wait_until(lambda: part(base, part_id).get("status") == "processing" and stack.redis().hlen(keys.HOLDER) > 0,
-               timeout=60, interval=0.02, message="the part never started validating")
+    wait_until(
+        lambda: part(base, part_id).get("status") == "processing" and stack.redis().hlen(keys.HOLDER) > 0,
+        timeout=60,
+        interval=0.02,
+        message="the part never started validating",
+    )
 
 
 def test_a_part_whose_worker_is_sigkilled_mid_file_ends_validated(stack, big_model):
@@ -148,11 +166,18 @@ def test_a_part_whose_worker_is_sigkilled_mid_file_ends_validated(stack, big_mod
     kill_group_hard(worker)
     killed_at = time.monotonic()
     stack.start_worker("wv", extra=("--queues", "validation"))
-    final = wait_until(lambda: (p := part(stack.base, part_id))["status"] in {"validated", "rejected", "failed"} and p,
-                       timeout=60, interval=0.2, message="the part stayed processing")
+    final = wait_until(
+        lambda: (p := part(stack.base, part_id))["status"] in {"validated", "rejected", "failed"} and p,
+        timeout=60,
+        interval=0.2,
+        message="the part stayed processing",
+    )
     took = time.monotonic() - killed_at
-    report("dead worker: part validated after its worker's SIGKILL", status=final["status"],
-           validated_after_kill_s=round(took, 1))
+    report(
+        "dead worker: part validated after its worker's SIGKILL",
+        status=final["status"],
+        validated_after_kill_s=round(took, 1),
+    )
     assert final["status"] == "validated", final
     assert took <= 30, f"the part was validated {took:.1f} s after the kill"
 
@@ -169,21 +194,35 @@ def test_a_worker_frozen_past_the_limit_leaves_one_consistent_part(stack, big_mo
     other = stack.start_worker("wo", extra=("--queues", "validation"))
     time.sleep(20)
     os.killpg(frozen.pid, signal.SIGCONT)
-    final = wait_until(lambda: (p := part(stack.base, part_id))["status"] in {"validated", "rejected", "failed"} and p,
-                       timeout=120, interval=0.2, message="the part never finished")
+    final = wait_until(
+        lambda: (p := part(stack.base, part_id))["status"] in {"validated", "rejected", "failed"} and p,
+        timeout=120,
+        interval=0.2,
+        message="the part never finished",
+    )
 
     def runs(process) -> int:
-        return sum(1 for line in process.json_lines()
-                   if line.get("task_id") == task_id and line.get("event") == "task succeeded")
+        return sum(
+            1
+            for line in process.json_lines()
+            if line.get("task_id") == task_id and line.get("event") == "task succeeded"
+        )
 
     wait_until(lambda: runs(frozen) >= 1, timeout=60, message="the frozen worker never finished its copy")
     time.sleep(2)  # its acknowledgement
     client = stack.redis()
     skipped = sum(1 for line in frozen.output().splitlines() if "acknowledgement of" in line and "skipped" in line)
-    report("dead worker: SIGSTOP 20 s, SIGCONT", status=final["status"], executions=runs(frozen) + runs(other),
-           frozen_runs=runs(frozen), takeover_runs=runs(other), acks_skipped=skipped,
-           unacked_left=client.hlen("unacked"), holders_left=client.hlen(keys.HOLDER),
-           journal_left=client.hlen(keys.JOURNAL))
+    report(
+        "dead worker: SIGSTOP 20 s, SIGCONT",
+        status=final["status"],
+        executions=runs(frozen) + runs(other),
+        frozen_runs=runs(frozen),
+        takeover_runs=runs(other),
+        acks_skipped=skipped,
+        unacked_left=client.hlen("unacked"),
+        holders_left=client.hlen(keys.HOLDER),
+        journal_left=client.hlen(keys.JOURNAL),
+    )
     assert final["status"] == "validated", final
     assert runs(other) == 1, "the live worker took the frozen worker's part over"
     assert skipped >= 1, "the frozen worker's late ack must be skipped, not clear the other's records"

@@ -38,11 +38,28 @@ def fuzz_run(broker):
         stack.start_worker("fz")
         report_dir = stack.root / "schemathesis"
         st = Path(sys.executable).with_name("st")
-        argv = [str(st), "run", f"{base}/openapi.json",
-                "--checks", "not_a_server_error,response_schema_conformance",
-                "--mode", "all", "--max-examples", str(EXAMPLES), "--seed", str(SEED),
-                "--request-timeout", "10", "--workers", "2", "--report", "ndjson", "--report-dir", str(report_dir),
-                "--continue-on-failure"]
+        argv = [
+            str(st),
+            "run",
+            f"{base}/openapi.json",
+            "--checks",
+            "not_a_server_error,response_schema_conformance",
+            "--mode",
+            "all",
+            "--max-examples",
+            str(EXAMPLES),
+            "--seed",
+            str(SEED),
+            "--request-timeout",
+            "10",
+            "--workers",
+            "2",
+            "--report",
+            "ndjson",
+            "--report-dir",
+            str(report_dir),
+            "--continue-on-failure",
+        ]
         for path in EXCLUDED_PATHS:
             argv += ["--exclude-path", path]
         started = time.monotonic()
@@ -82,9 +99,16 @@ def test_fuzzing_generates_1000_cases_and_no_server_error(fuzz_run):
     results, done, elapsed, command = fuzz_run
     total = sum(results["codes"].values())
     five_xx = sum(n for code, n in results["codes"].items() if isinstance(code, int) and code >= 500)
-    report("schemathesis", cases=total, five_xx=five_xx, elapsed_s=round(elapsed, 1),
-           status_codes=dict(sorted((str(k), v) for k, v in results["codes"].items())),
-           server_errors=results["server_errors"][:10], excluded=EXCLUDED_PATHS, command=command)
+    report(
+        "schemathesis",
+        cases=total,
+        five_xx=five_xx,
+        elapsed_s=round(elapsed, 1),
+        status_codes=dict(sorted((str(k), v) for k, v in results["codes"].items())),
+        server_errors=results["server_errors"][:10],
+        excluded=EXCLUDED_PATHS,
+        command=command,
+    )
     assert total >= 1000, f"only {total} cases generated:\n{done.stdout[-3000:]}"
     assert five_xx == 0, results["server_errors"][:10]
 
@@ -92,15 +116,22 @@ def test_fuzzing_generates_1000_cases_and_no_server_error(fuzz_run):
 def test_every_fuzzed_answer_matches_the_published_schema(fuzz_run):
     """FAILS: every 422 answers {"detail": "invalid request", "errors": [...]} (app/api/errors.py) while
     /openapi.json documents FastAPI's HTTPValidationError ({"detail": [...]})."""
-    results, done, _, _ = fuzz_run
-    schema_failures = {f"{label} -> {status}": n for (check, label, status), n in results["failures"].items()
-                       if check == "response_schema_conformance"}
+    results, _, _, _ = fuzz_run
+    schema_failures = {
+        f"{label} -> {status}": n
+        for (check, label, status), n in results["failures"].items()
+        if check == "response_schema_conformance"
+    }
     by_status = collections.Counter()
     for (check, _, status), n in results["failures"].items():
         if check == "response_schema_conformance":
             by_status[status] += n
-    report("schemathesis schema conformance", failing_cases=sum(schema_failures.values()),
-           by_status=dict(by_status), operations=len(schema_failures))
+    report(
+        "schemathesis schema conformance",
+        failing_cases=sum(schema_failures.values()),
+        by_status=dict(by_status),
+        operations=len(schema_failures),
+    )
     assert not schema_failures, (
         f"{sum(schema_failures.values())} answers do not match /openapi.json "
         f"(by status {dict(by_status)}):\n" + "\n".join(sorted(schema_failures))

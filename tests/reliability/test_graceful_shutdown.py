@@ -40,10 +40,19 @@ def test_sigterm_lets_running_tasks_finish_and_loses_nothing(stack):
     states = [r.get(timeout=60, propagate=False) and r.state for r in results]
     starts = [stack.writes(f"{k}:start") for k in keys]
     ends = [stack.writes(k) for k in keys]
-    report("SIGTERM warm shutdown", tasks=TASKS, in_flight_at_sigterm=len(in_flight),
-           finished_before_exit=len(finished_before_exit), exit_code=worker.process.returncode,
-           exit_after_s=round(exit_s, 1), started_before_exit=started_total, states=states,
-           starts=starts, completions=ends, warm_shutdown_logged="warm shutdown" in worker.output().lower())
+    report(
+        "SIGTERM warm shutdown",
+        tasks=TASKS,
+        in_flight_at_sigterm=len(in_flight),
+        finished_before_exit=len(finished_before_exit),
+        exit_code=worker.process.returncode,
+        exit_after_s=round(exit_s, 1),
+        started_before_exit=started_total,
+        states=states,
+        starts=starts,
+        completions=ends,
+        warm_shutdown_logged="warm shutdown" in worker.output().lower(),
+    )
     assert finished_before_exit == in_flight, "a running task was cut short by SIGTERM"
     assert worker.process.returncode == 0
     assert states == ["SUCCESS"] * TASKS

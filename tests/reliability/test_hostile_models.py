@@ -37,8 +37,13 @@ FINISHED = {"validated", "rejected", "failed"}
 @pytest.fixture(scope="module")
 def stack(broker):
     # database 14 is test_hostile_uploads' too: modules run one after the other, each flushes it
-    with Stack("hostile-models", redis_db_url(broker, 14), VALIDATION_TIMEOUT_S=str(TIMEOUT_S),
-               VALIDATION_MAX_MEMORY_MB=str(MEMORY_MB), WORKER_CONCURRENCY="2") as stack:
+    with Stack(
+        "hostile-models",
+        redis_db_url(broker, 14),
+        VALIDATION_TIMEOUT_S=str(TIMEOUT_S),
+        VALIDATION_MAX_MEMORY_MB=str(MEMORY_MB),
+        WORKER_CONCURRENCY="2",
+    ) as stack:
         stack.api, stack.base = stack.start_api("api")  # type: ignore[attr-defined]
         stack.worker = stack.start_worker("hm")  # type: ignore[attr-defined]
         yield stack
@@ -92,8 +97,12 @@ def test_hostile_models_end_rejected_or_validated_and_the_worker_survives(stack,
     # two slots, each model at most TIMEOUT_S plus reading and storing: a generous bound
     done = wait(base, part_ids, timeout=len(hostile) * (TIMEOUT_S + 5) / 2 + 30)
     outcomes = {name: verdict(base, part) for name, part in done.items()}
-    report("hostile models", outcomes=outcomes, seconds={n: p["finished_after_s"] for n, p in done.items()},
-           sizes={n: p.stat().st_size for n, p in hostile.items()})
+    report(
+        "hostile models",
+        outcomes=outcomes,
+        seconds={n: p["finished_after_s"] for n, p in done.items()},
+        sizes={n: p.stat().st_size for n, p in hostile.items()},
+    )
     unfinished = sorted(set(part_ids) - set(done))
     assert not unfinished, f"still running: {unfinished}"
     failed = {name: outcome for name, outcome in outcomes.items() if outcome.startswith("failed")}

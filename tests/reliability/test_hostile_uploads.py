@@ -8,8 +8,6 @@ an over-limit body streamed without a Content-Length does not grow the API's mem
 from __future__ import annotations
 
 import os
-import time
-import uuid
 from pathlib import Path
 
 import httpx
@@ -50,8 +48,10 @@ def post(base: str, **kwargs) -> httpx.Response | str:  # type: ignore[no-untype
 
 def streamed(total: int, chunk: int = 64 * 1024):  # type: ignore[no-untyped-def]
     boundary = "rel-boundary"
-    yield (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.3dm\"\r\n"
-           "Content-Type: application/octet-stream\r\n\r\n").encode()
+    yield (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.3dm"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
     sent = 0
     while sent < total:
         yield b"\0" * min(chunk, total - sent)
@@ -86,12 +86,16 @@ def test_hostile_uploads_answer_4xx_or_rejected_and_write_nowhere_else(stack, mo
         "JSON body": {"json": {"file": "x.3dm"}},
         "raw octet-stream body": {"content": valid, "headers": {"content-type": "application/octet-stream"}},
         "multipart without boundary": {"content": b"--x\r\n", "headers": {"content-type": "multipart/form-data"}},
-        "malformed multipart": {"content": b"--b\r\nnot a header line\r\n\r\nxx",
-                                "headers": {"content-type": "multipart/form-data; boundary=b"}},
+        "malformed multipart": {
+            "content": b"--b\r\nnot a header line\r\n\r\nxx",
+            "headers": {"content-type": "multipart/form-data; boundary=b"},
+        },
         "no file field": {"data": {"owner": "x"}, "files": {"other": ("o.txt", b"o")}},
         "2 MB text field": {"data": {"owner": "o" * (2 * MB)}, "files": {"file": ("x.3dm", valid)}},
-        "100 KB text field (under the body limit)": {"data": {"owner": "o" * (100 * 1024)},
-                                                     "files": {"file": ("x.3dm", valid)}},
+        "100 KB text field (under the body limit)": {
+            "data": {"owner": "o" * (100 * 1024)},
+            "files": {"file": ("x.3dm", valid)},
+        },
         "1,001 file parts": {"files": [("file", (f"f{n}.3dm", b"x")) for n in range(1001)]},
     }
     answers: dict[str, object] = {}
@@ -110,18 +114,29 @@ def test_hostile_uploads_answer_4xx_or_rejected_and_write_nowhere_else(stack, mo
             parts[name] = body["part_id"]
 
     # Over the limit, streamed with no Content-Length: refused while it arrives, memory stays flat.
-    list(httpx.post(f"{base}/api/v1/parts", content=streamed(int(1.5 * MB)), timeout=60,
-                    headers={"content-type": "multipart/form-data; boundary=rel-boundary"}).iter_bytes())
+    list(
+        httpx.post(
+            f"{base}/api/v1/parts",
+            content=streamed(int(1.5 * MB)),
+            timeout=60,
+            headers={"content-type": "multipart/form-data; boundary=rel-boundary"},
+        ).iter_bytes()
+    )
     hwm_before = vm_hwm_kb(api.pid)
     big = post(base, content=streamed(5 * MB), headers={"content-type": "multipart/form-data; boundary=rel-boundary"})
     hwm_after = vm_hwm_kb(api.pid)
-    answers["over limit, streamed chunked (5 MB)"] = big if isinstance(big, str) else (big.status_code, big.json()["detail"][:80])
+    answers["over limit, streamed chunked (5 MB)"] = (
+        big if isinstance(big, str) else (big.status_code, big.json()["detail"][:80])
+    )
 
     def statuses() -> dict[str, str]:
         return {n: httpx.get(f"{base}/api/v1/parts/{p}", timeout=10).json()["status"] for n, p in parts.items()}
 
-    final = wait_until(lambda: (s := statuses()) and all(v in FINISHED for v in s.values()) and s, timeout=90,
-                       message=f"parts left unfinished: {statuses()}")
+    final = wait_until(
+        lambda: (s := statuses()) and all(v in FINISHED for v in s.values()) and s,
+        timeout=90,
+        message=f"parts left unfinished: {statuses()}",
+    )
     listed = httpx.get(f"{base}/api/v1/parts", params={"limit": 500}).json()
     unfinished = [p["id"] for p in listed["items"] if p["status"] not in FINISHED]
 
@@ -133,20 +148,41 @@ def test_hostile_uploads_answer_4xx_or_rejected_and_write_nowhere_else(stack, mo
     escaped = [str(p) for p in stored if stack.storage_dir.resolve() not in p.resolve().parents]
     bad_names = [p.name for p in stored if len(p.name) > 120 or ".." in p.name or "\x00" in p.name]
     codes = [a[0] for a in answers.values() if isinstance(a, tuple)]
-    report("hostile uploads", answers=answers, part_statuses=final, unfinished_parts=unfinished,
-           five_xx=sum(1 for c in codes if c >= 500), new_files_outside_storage=new_outside,
-           new_entries_in_tmp=[e for e in new_in_tmp if "rel-evil" in e], incoming_leftovers=leftovers,
-           escaped=escaped, api_vmhwm_growth_kb=hwm_after - hwm_before, api_alive=api.alive())
+    report(
+        "hostile uploads",
+        answers=answers,
+        part_statuses=final,
+        unfinished_parts=unfinished,
+        five_xx=sum(1 for c in codes if c >= 500),
+        new_files_outside_storage=new_outside,
+        new_entries_in_tmp=[e for e in new_in_tmp if "rel-evil" in e],
+        incoming_leftovers=leftovers,
+        escaped=escaped,
+        api_vmhwm_growth_kb=hwm_after - hwm_before,
+        api_alive=api.alive(),
+    )
     assert not [a for a in codes if a >= 500], answers
     for name, answer in answers.items():
         if isinstance(answer, tuple):
             assert 400 <= answer[0] < 500 or answer[0] == 202, (name, answer)
     for name, status in final.items():
-        expected = "validated" if name in {"path traversal ../", "path traversal ..\\", "absolute path",
-                                            "NUL and control chars", "5,000-char filename"} else "rejected"
+        expected = (
+            "validated"
+            if name
+            in {
+                "path traversal ../",
+                "path traversal ..\\",
+                "absolute path",
+                "NUL and control chars",
+                "5,000-char filename",
+            }
+            else "rejected"
+        )
         assert status == expected, (name, status)
-    assert answers["over limit, Content-Length declared (5 MB)"] in ("WriteError", "RemoteProtocolError") or \
-        answers["over limit, Content-Length declared (5 MB)"][0] == 413
+    assert (
+        answers["over limit, Content-Length declared (5 MB)"] in ("WriteError", "RemoteProtocolError")
+        or answers["over limit, Content-Length declared (5 MB)"][0] == 413
+    )
     assert isinstance(big, str) or big.status_code == 413
     assert hwm_after - hwm_before < 5 * 1024, f"API peak memory grew by {hwm_after - hwm_before} KB"
     assert answers["1,001 file parts"][0] == 413 and answers["2 MB text field"][0] == 413

@@ -19,7 +19,12 @@ import httpx
 import pytest
 
 from tests.reliability.helpers import (
-    Stack, own_valkey, process_state, redis_db_url, report, valkey_url, wait_until,
+    Stack,
+    own_valkey,
+    redis_db_url,
+    report,
+    valkey_url,
+    wait_until,
 )
 from tests.utils.processes import free_port
 
@@ -41,21 +46,33 @@ def test_sigstopped_worker_is_reported_dead_within_10s_and_recovers_on_sigcont(s
     worker.signal(signal.SIGSTOP)
     stopped_at = time.monotonic()
     try:
-        wait_until(lambda: httpx.get(f"{base}/health-check/celery", timeout=5).status_code == 503, timeout=15,
-                   interval=0.2, message="a SIGSTOPped worker still looks alive after 15 s")
+        wait_until(
+            lambda: httpx.get(f"{base}/health-check/celery", timeout=5).status_code == 503,
+            timeout=15,
+            interval=0.2,
+            message="a SIGSTOPped worker still looks alive after 15 s",
+        )
         detected = time.monotonic() - stopped_at
         body = httpx.get(f"{base}/health-check/celery", timeout=5).json()
         overall = httpx.get(f"{base}/health", timeout=5).json()
     finally:
         worker.signal(signal.SIGCONT)
     resumed_at = time.monotonic()
-    wait_until(lambda: httpx.get(f"{base}/health-check/celery", timeout=5).status_code == 200, timeout=15,
-               message="the resumed worker was not reported alive again")
+    wait_until(
+        lambda: httpx.get(f"{base}/health-check/celery", timeout=5).status_code == 200,
+        timeout=15,
+        message="the resumed worker was not reported alive again",
+    )
     back = time.monotonic() - resumed_at
     result = stack.producer().send_task("librarian.maintenance.health_check")
     answer = result.get(timeout=30)
-    report("worker SIGSTOP", detected_dead_s=round(detected, 1), health=overall["status"],
-           alive_again_s=round(back, 1), task_after_resume=answer["status"])
+    report(
+        "worker SIGSTOP",
+        detected_dead_s=round(detected, 1),
+        health=overall["status"],
+        alive_again_s=round(back, 1),
+        task_after_resume=answer["status"],
+    )
     assert detected < 10, f"dead worker detected after {detected:.1f}s"
     assert body["status"] == "down" and overall["status"] == "degraded"
     assert answer["status"] == "ok"
@@ -82,9 +99,14 @@ def test_a_task_that_kills_its_pool_child_is_not_redelivered_forever(stack):
         time.sleep(0.2)
     time.sleep(2)  # a capped task makes no more deliveries after its final state
     state, starts = result.state, stack.writes(f"{key}:start")
-    report("pool child dies every delivery", deliveries=starts, state=state,
-           watched_s=round(time.monotonic() - started, 1), worker_alive=worker.alive(),
-           error=repr(result.result) if state == "FAILURE" else None)
+    report(
+        "pool child dies every delivery",
+        deliveries=starts,
+        state=state,
+        watched_s=round(time.monotonic() - started, 1),
+        worker_alive=worker.alive(),
+        error=repr(result.result) if state == "FAILURE" else None,
+    )
     assert worker.alive(), "the worker main process died with its pool child"
     assert starts <= MAX_DELIVERIES and state == "FAILURE", (
         f"{starts} deliveries in {time.monotonic() - started:.0f}s, state {state}: a task whose pool child dies "
@@ -108,8 +130,13 @@ def test_worker_started_before_the_broker_waits_and_then_consumes(stack):
         worker.wait_for(r'"event": "worker ready"', timeout=60)
         ready_after = time.monotonic() - up_at
         answer = late.producer().send_task("librarian.maintenance.health_check").get(timeout=30)
-        report("worker before broker", alive_without_broker=alive_without_broker,
-               retry_log_lines=retry_lines, ready_after_broker_up_s=round(ready_after, 1), task=answer["status"])
+        report(
+            "worker before broker",
+            alive_without_broker=alive_without_broker,
+            retry_log_lines=retry_lines,
+            ready_after_broker_up_s=round(ready_after, 1),
+            task=answer["status"],
+        )
         assert alive_without_broker
         assert answer["status"] == "ok"
     finally:

@@ -19,12 +19,12 @@ import yaml
 
 from tests.conftest import TMP
 from tests.reliability.helpers import Stack, own_valkey, report, valkey_url, wait_until
-from tests.utils.processes import ManagedProcess, ROOT, cli, free_port
+from tests.utils.processes import ROOT, ManagedProcess, cli, free_port
 from tests.utils.sentry_sink import SentrySink
 
 pytestmark = pytest.mark.integration
 
-TRACE_MARKERS = ("Traceback", 'File "', "site-packages", "/work/", ".py\", line")
+TRACE_MARKERS = ("Traceback", 'File "', "site-packages", "/work/", '.py", line')
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +56,13 @@ def test_flower_without_credentials_is_401(secure_stack):
     wrong = httpx.get(url, auth=("librarian", "not-the-password"), timeout=10)
     right = httpx.get(url, auth=(stack.env.get("FLOWER_USER", "librarian"), stack.env["FLOWER_PASSWORD"]), timeout=10)
     api_anonymous = httpx.get(f"http://127.0.0.1:{port}/api/workers", timeout=10)
-    report("Flower auth", anonymous=anonymous.status_code, wrong_password=wrong.status_code,
-           right_password=right.status_code, api_anonymous=api_anonymous.status_code)
+    report(
+        "Flower auth",
+        anonymous=anonymous.status_code,
+        wrong_password=wrong.status_code,
+        right_password=right.status_code,
+        api_anonymous=api_anonymous.status_code,
+    )
     assert anonymous.status_code == 401 and wrong.status_code == 401 and api_anonymous.status_code == 401
     assert right.status_code == 200
 
@@ -75,11 +80,21 @@ def test_compose_redis_requires_a_password_and_ports_bind_loopback():
     command = redis["command"] if isinstance(redis["command"], list) else redis["command"].split()
     password_arg = command[command.index("--requirepass") + 1] if "--requirepass" in command else None
     published = {name: service.get("ports", []) for name, service in compose["services"].items()}
-    not_loopback = {name: [p for p in ports if not str(p).startswith("127.0.0.1:")]
-                    for name, ports in published.items() if any(not str(p).startswith("127.0.0.1:") for p in ports)}
-    report("compose defaults", redis_requirepass=password_arg, published=published, not_loopback=not_loopback,
-           redis_url_has_password="${REDIS_PASSWORD" in str(compose.get("x-librarian-env", {}).get("REDIS_URL")))
-    assert password_arg and password_arg.startswith("${REDIS_PASSWORD:?"), "redis must refuse to start without a password"
+    not_loopback = {
+        name: [p for p in ports if not str(p).startswith("127.0.0.1:")]
+        for name, ports in published.items()
+        if any(not str(p).startswith("127.0.0.1:") for p in ports)
+    }
+    report(
+        "compose defaults",
+        redis_requirepass=password_arg,
+        published=published,
+        not_loopback=not_loopback,
+        redis_url_has_password="${REDIS_PASSWORD" in str(compose.get("x-librarian-env", {}).get("REDIS_URL")),
+    )
+    assert password_arg and password_arg.startswith("${REDIS_PASSWORD:?"), (
+        "redis must refuse to start without a password"
+    )
     assert redis["ports"] and all(str(p).startswith("127.0.0.1:") for p in redis["ports"])
     assert not not_loopback
 
@@ -88,14 +103,16 @@ def test_no_secret_in_answers_logs_metrics_or_events(secure_stack, models):
     from app.core.embedded import embedded_server
 
     stack, holder, password, dsn_key, sink = secure_stack
-    api, base = stack.start_api("api")
+    _, base = stack.start_api("api")
     worker = stack.start_worker("sec")
     texts: dict[str, str] = {}
     # No keep-alive: a pooled connection uvicorn closes after 5 s idle can race with its reuse.
     client = httpx.Client(base_url=base, timeout=30, limits=httpx.Limits(max_keepalive_connections=0))
 
     # The workload: tasks that succeed, a task that fails, an upload, an API error, a broker outage.
-    ids = [client.post("/api/v1/tasks/test", params={"steps": 1, "message": f"w{n}"}).json()["task_id"] for n in range(5)]
+    ids = [
+        client.post("/api/v1/tasks/test", params={"steps": 1, "message": f"w{n}"}).json()["task_id"] for n in range(5)
+    ]
     failing = stack.producer().send_task("librarian.demo.read_storage", args=["../../etc/passwd"])
     with open(models["valid_part"], "rb") as handle:
         part = client.post("/api/v1/parts", files={"file": ("sec.3dm", handle)}).json()
@@ -126,12 +143,24 @@ def test_no_secret_in_answers_logs_metrics_or_events(secure_stack, models):
     for process in stack.processes:
         texts[f"output of {process.name}"] = process.output()
 
-    leaks = {name: [secret_name for secret_name, secret in (("redis password", password), ("sentry dsn key", dsn_key))
-                    if secret in text] for name, text in texts.items()}
+    leaks = {
+        name: [
+            secret_name
+            for secret_name, secret in (("redis password", password), ("sentry dsn key", dsn_key))
+            if secret in text
+        ]
+        for name, text in texts.items()
+    }
     leaks = {name: found for name, found in leaks.items() if found}
     error_answer = texts["api error answer"]
-    report("no secrets anywhere", texts_checked=len(texts), bytes_checked=sum(len(t) for t in texts.values()),
-           sentry_events=len(sink.of_type("event")), leaks=leaks, api_error_answer=error_answer)
+    report(
+        "no secrets anywhere",
+        texts_checked=len(texts),
+        bytes_checked=sum(len(t) for t in texts.values()),
+        sentry_events=len(sink.of_type("event")),
+        leaks=leaks,
+        api_error_answer=error_answer,
+    )
     assert not leaks, leaks
     assert error_answer == '{"detail":"internal error"}'
     assert not any(marker in error_answer for marker in TRACE_MARKERS)
@@ -145,14 +174,18 @@ def test_the_api_never_answers_a_stack_trace(secure_stack):
         "sentry-error": httpx.post(f"{base}/api/v1/diagnostics/sentry-error", timeout=10),
         "bad uuid": httpx.get(f"{base}/api/v1/tasks/not-a-uuid", timeout=10),
         "bad query": httpx.post(f"{base}/api/v1/tasks/test", params={"steps": "x" * 5000}, timeout=10),
-        "bad json": httpx.post(f"{base}/api/v1/tasks/test", content=b"{\x00", timeout=10,
-                               headers={"content-type": "application/json"}),
+        "bad json": httpx.post(
+            f"{base}/api/v1/tasks/test", content=b"{\x00", timeout=10, headers={"content-type": "application/json"}
+        ),
         "huge header": httpx.get(f"{base}/health", headers={"x-junk": "j" * 60_000}, timeout=10),
         "unknown path": httpx.get(f"{base}/../../etc/passwd", timeout=10),
         "bad method": httpx.request("PATCH", f"{base}/api/v1/parts", timeout=10),
     }
     found = {name: [m for m in TRACE_MARKERS if m in answer.text] for name, answer in probes.items()}
-    report("no stack trace in answers", statuses={n: a.status_code for n, a in probes.items()},
-           with_trace={n: f for n, f in found.items() if f})
+    report(
+        "no stack trace in answers",
+        statuses={n: a.status_code for n, a in probes.items()},
+        with_trace={n: f for n, f in found.items() if f},
+    )
     assert not any(found.values()), found
     assert probes["sentry-error"].json() == {"detail": "internal error"}

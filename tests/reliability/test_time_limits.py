@@ -36,8 +36,14 @@ def test_soft_limit_ends_failure_with_the_reason(stack):
     state = wait_until(lambda: (s := result.state) in {"SUCCESS", "FAILURE"} and s, timeout=30)
     ended = time.monotonic() - started
     error = result.result
-    report("soft time limit", state=state, error_type=type(error).__name__, error=str(error),
-           ended_after_s=round(ended, 1), completed=stack.writes(key))
+    report(
+        "soft time limit",
+        state=state,
+        error_type=type(error).__name__,
+        error=str(error),
+        ended_after_s=round(ended, 1),
+        completed=stack.writes(key),
+    )
     assert state == "FAILURE" and type(error).__name__ == "SoftTimeLimitExceeded"
     assert stack.writes(key) == 0 and ended < 15
 
@@ -51,14 +57,26 @@ def test_hard_limit_replaces_the_child_and_fails_the_task_once(stack):
     result = stack.producer().send_task("librarian.demo.ignore_soft_limit", kwargs={"seconds": 30, "key": key})
     state = wait_until(lambda: (s := result.state) in {"SUCCESS", "FAILURE"} and s, timeout=30)
     ended = time.monotonic() - started
-    wait_until(lambda: pool_children(worker.pid) and pool_children(worker.pid) != children_before, timeout=15,
-               message="the killed pool child was not replaced")
+    wait_until(
+        lambda: pool_children(worker.pid) and pool_children(worker.pid) != children_before,
+        timeout=15,
+        message="the killed pool child was not replaced",
+    )
     after = stack.producer().send_task("librarian.maintenance.health_check").get(timeout=30)
     time.sleep(3)  # a redelivery of the timed-out task would show as a second start
-    report("hard time limit", state=state, error=repr(result.result), ended_after_s=round(ended, 1),
-           starts=stack.writes(f"{key}:start"), soft_limit_swallowed=stack.writes(f"{key}:soft"),
-           completed=stack.writes(key), children_before=children_before, children_after=pool_children(worker.pid),
-           worker_alive=worker.alive(), next_task=after["status"])
+    report(
+        "hard time limit",
+        state=state,
+        error=repr(result.result),
+        ended_after_s=round(ended, 1),
+        starts=stack.writes(f"{key}:start"),
+        soft_limit_swallowed=stack.writes(f"{key}:soft"),
+        completed=stack.writes(key),
+        children_before=children_before,
+        children_after=pool_children(worker.pid),
+        worker_alive=worker.alive(),
+        next_task=after["status"],
+    )
     assert state == "FAILURE" and type(result.result).__name__ == "TimeLimitExceeded"
     assert stack.writes(f"{key}:soft") >= 1 and stack.writes(key) == 0
     assert stack.writes(f"{key}:start") == 1, "the timed-out task ran again"
@@ -79,9 +97,19 @@ def test_a_part_whose_validation_outlasts_the_soft_limit_ends_failed_with_the_re
     assert answer.status_code == 202, answer.text
     part_id = answer.json()["part_id"]
     started = time.monotonic()
-    part = wait_until(lambda: (p := httpx.get(f"{base}/api/v1/parts/{part_id}").json())["status"]
-                      in {"validated", "rejected", "failed"} and p, timeout=60)
-    report("part past soft limit", status=part["status"], error=part["error"],
-           ended_after_s=round(time.monotonic() - started, 1), model_bytes=model.stat().st_size)
+    part = wait_until(
+        lambda: (
+            (p := httpx.get(f"{base}/api/v1/parts/{part_id}").json())["status"] in {"validated", "rejected", "failed"}
+            and p
+        ),
+        timeout=60,
+    )
+    report(
+        "part past soft limit",
+        status=part["status"],
+        error=part["error"],
+        ended_after_s=round(time.monotonic() - started, 1),
+        model_bytes=model.stat().st_size,
+    )
     assert part["status"] == "failed"
     assert "soft time limit" in (part["error"] or "")

@@ -26,7 +26,14 @@ import uuid
 import pytest
 
 from tests.reliability.helpers import (
-    FAST_REDELIVERY, Stack, kill_group_hard, pool_children, process_state, redis_db_url, report, wait_until,
+    FAST_REDELIVERY,
+    Stack,
+    kill_group_hard,
+    pool_children,
+    process_state,
+    redis_db_url,
+    report,
+    wait_until,
 )
 from tests.utils.metrics import scrape, value
 
@@ -55,7 +62,7 @@ def test_worker_sigkilled_three_times_soak(stack):
     kill_under_load(stack, SOAK_N)
 
 
-def kill_under_load(stack: Stack, N: int) -> None:  # noqa: N803
+def kill_under_load(stack: Stack, N: int) -> None:
     started, first_process = time.monotonic(), len(stack.processes)
     worker = stack.start_worker("wk")
     producer = stack.producer()
@@ -69,13 +76,20 @@ def kill_under_load(stack: Stack, N: int) -> None:  # noqa: N803
 
     kills = []
     for fraction in (0.15, 0.4, 0.65):
-        wait_until(lambda: done() >= N * fraction, timeout=120, interval=0.05,
-                   message=f"fewer than {fraction:.0%} of {N} tasks done")
+        wait_until(
+            lambda fraction=fraction: done() >= N * fraction,
+            timeout=120,
+            interval=0.05,
+            message=f"fewer than {fraction:.0%} of {N} tasks done",
+        )
         children = pool_children(worker.pid)
         kill_group_hard(worker)  # main process first, then its group: no orphaned pool child survives
         killed_at = time.monotonic()
-        wait_until(lambda: not any(process_state(pid) not in ("", "Z") for pid in children), timeout=10,
-                   message="a pool child outlived its killed worker")
+        wait_until(
+            lambda children=children: not any(process_state(pid) not in ("", "Z") for pid in children),
+            timeout=10,
+            message="a pool child outlived its killed worker",
+        )
         unacked = stack.redis().hlen("unacked")
         kills.append({"at_s": round(killed_at - started, 1), "rows_at_kill": done(), "unacked_at_kill": unacked})
         # Restart once the killed worker's messages are older than the visibility timeout.
@@ -94,9 +108,15 @@ def kill_under_load(stack: Stack, N: int) -> None:  # noqa: N803
         empty = not client.hlen("unacked") and not any(client.llen(q) for q in ("default", "validation"))
         idle_since = (idle_since or time.monotonic()) if empty else None
         if time.monotonic() > deadline or (idle_since and time.monotonic() - idle_since > 15):
-            report("worker SIGKILL x3: unfinished", tasks=N, unfinished=len(missing), kills=kills,
-                   rows=stack.sql("SELECT COUNT(*) FROM diagnostic_record")[0][0],
-                   missing_keys=[f"k{ids.index(i)}" for i in missing[:10]], **stack.locate(missing[:10]))
+            report(
+                "worker SIGKILL x3: unfinished",
+                tasks=N,
+                unfinished=len(missing),
+                kills=kills,
+                rows=stack.sql("SELECT COUNT(*) FROM diagnostic_record")[0][0],
+                missing_keys=[f"k{ids.index(i)}" for i in missing[:10]],
+                **stack.locate(missing[:10]),
+            )
             break
         time.sleep(0.5)
     elapsed = time.monotonic() - started
@@ -104,14 +124,25 @@ def kill_under_load(stack: Stack, N: int) -> None:  # noqa: N803
     rows = stack.sql("SELECT key, writes FROM diagnostic_record WHERE key LIKE 'k%'")
     keys = {key for key, _ in rows}
     rerun = sum(1 for _, writes in rows if writes > 1)
-    report("worker SIGKILL x3", tasks=N, submitted_s=round(submitted_in, 1), succeeded=N - len(failed),
-           failed=len(failed), rows=len(rows), lost=N - len(keys & {f"k{i}" for i in range(N)}),
-           duplicate_rows=len(rows) - len(keys), rows_written_more_than_once=rerun, kills=kills,
-           unacked_left=stack.redis().hlen("unacked"), recovered_from_journal=recovered(stack.processes[first_process:]),
-           elapsed_s=round(elapsed, 1))
+    report(
+        "worker SIGKILL x3",
+        tasks=N,
+        submitted_s=round(submitted_in, 1),
+        succeeded=N - len(failed),
+        failed=len(failed),
+        rows=len(rows),
+        lost=N - len(keys & {f"k{i}" for i in range(N)}),
+        duplicate_rows=len(rows) - len(keys),
+        rows_written_more_than_once=rerun,
+        kills=kills,
+        unacked_left=stack.redis().hlen("unacked"),
+        recovered_from_journal=recovered(stack.processes[first_process:]),
+        elapsed_s=round(elapsed, 1),
+    )
     assert not failed, (
         f"{len(failed)} tasks did not succeed; a message found 'nowhere' was lost between kombu's BRPOP and its "
-        "`unacked` bookkeeping and not recovered (see test_a_message_popped_by_a_worker_killed_before_recording_it_is_republished)"
+        "`unacked` bookkeeping and not recovered"
+        " (see test_a_message_popped_by_a_worker_killed_before_recording_it_is_republished)"
     )
     assert len(rows) == N and keys == {f"k{i}" for i in range(N)}
     assert sum(k["unacked_at_kill"] for k in kills) > 0, "no kill caught a task in flight"
@@ -133,8 +164,11 @@ def recovered(processes: list) -> int:
 def test_pool_child_sigkilled_mid_task_is_redelivered_not_lost(stack):
     stack.stop_workers()
     # Roomy limits: a hard limit close to the pool's worker-lost detection (~2-8 s) races with it.
-    worker = stack.start_worker("wchild", extra=("--concurrency", "1"), env={
-        "TASK_TIME_LIMIT": "30", "TASK_SOFT_TIME_LIMIT": "25", "BROKER_VISIBILITY_TIMEOUT": "60"})
+    worker = stack.start_worker(
+        "wchild",
+        extra=("--concurrency", "1"),
+        env={"TASK_TIME_LIMIT": "30", "TASK_SOFT_TIME_LIMIT": "25", "BROKER_VISIBILITY_TIMEOUT": "60"},
+    )
     producer = stack.producer()
     key = f"child-{uuid.uuid4().hex[:8]}"
     result = producer.send_task("librarian.demo.sleep", kwargs={"seconds": 3, "key": key})
@@ -143,13 +177,22 @@ def test_pool_child_sigkilled_mid_task_is_redelivered_not_lost(stack):
     assert child in pool_children(worker.pid), "the task did not run in a pool child of this worker"
     os.kill(child, signal.SIGKILL)
     killed_at = time.monotonic()
-    state = wait_until(lambda: (s := result.state) in {"SUCCESS", "FAILURE"} and s, timeout=60,
-                       message="the task of the killed child never finished")
+    state = wait_until(
+        lambda: (s := result.state) in {"SUCCESS", "FAILURE"} and s,
+        timeout=60,
+        message="the task of the killed child never finished",
+    )
     starts, ends = stack.writes(f"{key}:start"), stack.writes(key)
-    report("pool child SIGKILL", state=state, error=repr(result.result) if state == "FAILURE" else None,
-           starts=starts, completions=ends,
-           recovered_in_s=round(time.monotonic() - killed_at, 1), worker_alive=worker.alive(),
-           new_children=pool_children(worker.pid))
+    report(
+        "pool child SIGKILL",
+        state=state,
+        error=repr(result.result) if state == "FAILURE" else None,
+        starts=starts,
+        completions=ends,
+        recovered_in_s=round(time.monotonic() - killed_at, 1),
+        worker_alive=worker.alive(),
+        new_children=pool_children(worker.pid),
+    )
     assert state == "SUCCESS"
     assert starts == 2 and ends == 1, "the task should run once more (redelivered), and complete once"
     assert worker.alive() and pool_children(worker.pid) and child not in pool_children(worker.pid)
@@ -166,11 +209,13 @@ def test_a_message_popped_by_a_worker_killed_before_recording_it_is_republished(
     client = stack.redis()
     time.sleep(1.5)  # idle: the worker now always has a BRPOP waiting on the queues
     attempts, located, task_id = 0, None, ""
-    for attempts in range(1, 8):
+    while attempts < 7:
+        attempts += 1
         worker.signal(signal.SIGSTOP)
         task_id = str(uuid.uuid4())
-        producer.send_task("librarian.demo.db_roundtrip", kwargs={"key": f"pop-{task_id[:8]}", "value": "x"},
-                           task_id=task_id)
+        producer.send_task(
+            "librarian.demo.db_roundtrip", kwargs={"key": f"pop-{task_id[:8]}", "value": "x"}, task_id=task_id
+        )
         time.sleep(0.3)
         if client.llen("default") == 0:  # the frozen worker's BRPOP took it
             kill_group_hard(worker)
@@ -187,9 +232,15 @@ def test_a_message_popped_by_a_worker_killed_before_recording_it_is_republished(
     stack.wait_states([task_id], {"SUCCESS"}, timeout=60)
     recovered_in = time.monotonic() - killed_at
     recovered = value(scrape(replacement.metrics_url), "librarian_messages_recovered_total", reason="lost_in_transit")
-    report("message popped by a killed worker", attempts=attempts, where_after_kill=located["where"][task_id],
-           recovered_in_s=round(recovered_in, 1), messages_recovered=recovered,
-           rows=stack.writes(f"pop-{task_id[:8]}"), journal_left=client.hlen("librarian:journal"))
+    report(
+        "message popped by a killed worker",
+        attempts=attempts,
+        where_after_kill=located["where"][task_id],
+        recovered_in_s=round(recovered_in, 1),
+        messages_recovered=recovered,
+        rows=stack.writes(f"pop-{task_id[:8]}"),
+        journal_left=client.hlen("librarian:journal"),
+    )
     assert recovered == 1, "the replacement worker should have republished exactly this message"
     assert stack.writes(f"pop-{task_id[:8]}") == 1, "the task ran once"
     assert client.hlen("librarian:journal") == 0, "acknowledged: nothing left in the journal"

@@ -19,8 +19,9 @@ FINISHED = {"validated", "rejected", "failed"}
 def upload(http: httpx.Client, path: Path, name: str | None = None, **kwargs: Any) -> httpx.Response:
     """POST /api/v1/parts with the file under `name` (default: its own name)."""
     with path.open("rb") as handle:
-        return http.post("/api/v1/parts", files={"file": (name or path.name, handle, "application/octet-stream")},
-                         **kwargs)
+        return http.post(
+            "/api/v1/parts", files={"file": (name or path.name, handle, "application/octet-stream")}, **kwargs
+        )
 
 
 def wait_finished(http: httpx.Client, part_id: str, timeout: float = 60) -> dict[str, Any]:

@@ -23,10 +23,13 @@ def blocks_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     b = ModelBuilder()
     add_valid_parts(b)
     member = b.attrs("", "LIB::Z01::PARTS")
-    index = b.model.InstanceDefinitions.Add("door 1", "", "", "", r3.Point3d(0, 0, 0), (box_brep(0, 0, 0, 10),), (member,))
+    index = b.model.InstanceDefinitions.Add(
+        "door 1", "", "", "", r3.Point3d(0, 0, 0), (box_brep(0, 0, 0, 10),), (member,)
+    )
     idef = b.model.InstanceDefinitions.FindIndex(index)
-    b.model.Objects.AddInstanceObject(r3.InstanceReference(idef.Id, r3.Transform.Translation(100, 0, 0)),
-                                      b.attrs("LIB-Z01-DOOR-001"))
+    b.model.Objects.AddInstanceObject(
+        r3.InstanceReference(idef.Id, r3.Transform.Translation(100, 0, 0)), b.attrs("LIB-Z01-DOOR-001")
+    )
     wall = b.model.Objects[0].Attributes
     wall.SetUserString("Phase", "2")
     return b.write(tmp_path_factory.mktemp("conventions") / "blocks.3dm")
@@ -37,7 +40,9 @@ def test_the_default_rules_pass_a_model_with_a_block(blocks_model: Path) -> None
     assert report["summary"]["passed"], report["findings"]
     blocks = report["metadata"]["block_definitions"]
     assert blocks["count"] == 1 and blocks["member_objects"] == 1 and blocks["instances"] == 1
-    assert blocks["definitions"] == [{"name": "door 1", "id": blocks["definitions"][0]["id"], "objects": 1, "instances": 1}]
+    assert blocks["definitions"] == [
+        {"name": "door 1", "id": blocks["definitions"][0]["id"], "objects": 1, "instances": 1}
+    ]
     # rhino3dm's own count includes the block member; the unnamed member is not a NAME_MISSING
     assert report["summary"]["objects"] == len(r3.File3dm.Read(str(blocks_model)).Objects) == 7
     assert "NAME_MISSING" not in codes(report) and "BBOX_DEGENERATE" not in codes(report)
@@ -50,20 +55,23 @@ def test_per_layer_counts_add_up_to_the_objects(blocks_model: Path) -> None:
     assert by_path["LIB::Z01::SOLID"] == 3
 
 
-@pytest.mark.parametrize(("rules", "expected"), [
-    ({"required_layers": ["LIB::Z01::SOLID"]}, []),
-    ({"required_layers": ["LIB::Z02::SOLID", "LIB::Z01"]}, ["LAYER_MISSING"]),
-    ({"allowed_layer_names": ["LIB", "Z01", "SOLID", "AXES", "PARTS"]}, []),
-    ({"allowed_layer_names": ["LIB", "Z01", "SOLID"]}, ["LAYER_NOT_ALLOWED", "LAYER_NOT_ALLOWED"]),
-    ({"allowed_object_types": ["Brep", "Extrusion", "Mesh", "Curve", "Point", "InstanceReference"]}, []),
-    ({"allowed_object_types": ["Brep", "Mesh", "Curve", "Point"]}, ["OBJECT_TYPE_NOT_ALLOWED"] * 2),
-    ({"required_units": "Millimeters"}, []),
-    ({"required_units": "Meters"}, ["UNITS_MISMATCH"]),
-    ({"block_name_pattern": "[a-z]+ [0-9]"}, []),
-    ({"block_name_pattern": "[A-Z]+"}, ["BLOCK_NAME_PATTERN"]),
-    ({"max_object_count": 7}, []),
-    ({"max_object_count": 6}, ["OBJECT_COUNT_EXCEEDED"]),
-])
+@pytest.mark.parametrize(
+    ("rules", "expected"),
+    [
+        ({"required_layers": ["LIB::Z01::SOLID"]}, []),
+        ({"required_layers": ["LIB::Z02::SOLID", "LIB::Z01"]}, ["LAYER_MISSING"]),
+        ({"allowed_layer_names": ["LIB", "Z01", "SOLID", "AXES", "PARTS"]}, []),
+        ({"allowed_layer_names": ["LIB", "Z01", "SOLID"]}, ["LAYER_NOT_ALLOWED", "LAYER_NOT_ALLOWED"]),
+        ({"allowed_object_types": ["Brep", "Extrusion", "Mesh", "Curve", "Point", "InstanceReference"]}, []),
+        ({"allowed_object_types": ["Brep", "Mesh", "Curve", "Point"]}, ["OBJECT_TYPE_NOT_ALLOWED"] * 2),
+        ({"required_units": "Millimeters"}, []),
+        ({"required_units": "Meters"}, ["UNITS_MISMATCH"]),
+        ({"block_name_pattern": "[a-z]+ [0-9]"}, []),
+        ({"block_name_pattern": "[A-Z]+"}, ["BLOCK_NAME_PATTERN"]),
+        ({"max_object_count": 7}, []),
+        ({"max_object_count": 6}, ["OBJECT_COUNT_EXCEEDED"]),
+    ],
+)
 def test_each_convention_flags_only_what_breaks_it(blocks_model: Path, rules: dict, expected: list[str]) -> None:
     assert codes(validate(blocks_model, rules=rules)) == expected
 

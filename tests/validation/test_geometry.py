@@ -7,8 +7,14 @@ from pathlib import Path
 import rhino3dm
 
 from app.validation.codes import (
-    BBOX_DEGENERATE, BREP_OPEN, GEOMETRY_INVALID, MESH_OPEN, OBJECT_FAR_OUTSIDE, TOLERANCE_INVALID,
-    TOLERANCE_LARGE, UNITS_UNSET,
+    BBOX_DEGENERATE,
+    BREP_OPEN,
+    GEOMETRY_INVALID,
+    MESH_OPEN,
+    OBJECT_FAR_OUTSIDE,
+    TOLERANCE_INVALID,
+    TOLERANCE_LARGE,
+    UNITS_UNSET,
 )
 from tests.fixtures.models_3dm import ModelBuilder, add_valid_parts
 from tests.validation.reports import validate

@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 import rhino3dm as r3
 
-from app.validation import RulesError, ValidationRules, validate_path
-from app.validation import docstrings
+from app.validation import RulesError, ValidationRules, docstrings, validate_path
 from app.validation.blocks import cycles
 from app.validation.layers import MAX_PATH_CHARS, full_paths, read_layer_tree
 from app.validation.metadata import read_layers
@@ -66,7 +65,7 @@ def _rewrite(data: bytes, start: int, end: int, new: bytes) -> bytes:
         if tcode & 0x80000000 or not end <= stop <= len(data) - 20:
             continue
         stored = struct.unpack_from("<I", data, stop - 4)[0] if tcode & 0x8000 and length >= 4 else None
-        if stored is not None and stored == zlib.crc32(data[pos + 12:stop - 4]):
+        if stored is not None and stored == zlib.crc32(data[pos + 12 : stop - 4]):
             around.append((pos, stop, True))
         elif tcode in _CONTAINERS or (tcode == 0x40008000 and stored == 0):
             around.append((pos, stop, False))
@@ -77,12 +76,13 @@ def _rewrite(data: bytes, start: int, end: int, new: bytes) -> bytes:
         struct.pack_into("<IQ", out, pos, tcode, length + delta)
         if crc:
             stop = pos + 12 + length + delta
-            struct.pack_into("<I", out, stop - 4, zlib.crc32(out[pos + 12:stop - 4]))
+            struct.pack_into("<I", out, stop - 4, zlib.crc32(out[pos + 12 : stop - 4]))
     struct.pack_into("<Q", out, len(out) - 8, len(out))
     return bytes(out)
 
 
 # --- layer paths -------------------------------------------------------------------------------
+
 
 def test_full_paths_follow_parents_and_report_each_cycle_once() -> None:
     # 0 A; 1 A::B; 2 (parent unknown) C; 3 <-> 4 a cycle; 5 under 4; 6 its own parent
@@ -98,7 +98,7 @@ def test_a_deep_chain_costs_linear_work_and_long_paths_are_cut() -> None:
     n = 20_000
     ids = [f"id{k}" for k in range(n)]
     started = time.perf_counter()
-    paths, _, found = full_paths(["x" * 50] * n, ids, [NIL] + ids[:-1])
+    paths, _, found = full_paths(["x" * 50] * n, ids, [NIL, *ids[:-1]])
     assert time.perf_counter() - started < 5  # quadratic string building would take minutes
     assert found == [] and paths[1] == "x" * 50 + "::" + "x" * 50
     assert len(paths[-1]) == MAX_PATH_CHARS and paths[-1].endswith("…")
@@ -137,10 +137,18 @@ def test_a_layer_that_is_its_own_parent_is_an_error_and_validation_returns(tmp_p
     loop.ParentLayerId = loop.Id  # openNURBS keeps this when reading; Layer.FullPath never returns on it
     add_points(m, [(k, 0, 0) for k in range(3)])
     path = write(m, tmp_path / "loop.3dm")
-    script = ("import json, sys; from app.validation import validate_path; "
-              "print(json.dumps(validate_path(sys.argv[1]), allow_nan=False))")
-    done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=120,
-                          cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    script = (
+        "import json, sys; from app.validation import validate_path; "
+        "print(json.dumps(validate_path(sys.argv[1]), allow_nan=False))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     report = checked(json.loads(done.stdout))
     (cycle,) = [f for f in report["findings"] if f["code"] == "LAYER_CYCLE"]
@@ -150,6 +158,7 @@ def test_a_layer_that_is_its_own_parent_is_an_error_and_validation_returns(tmp_p
 
 
 # --- bounded reports ---------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def huge_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -179,9 +188,13 @@ def test_deep_chain_and_huge_names_stay_under_the_cap_with_exact_counts(huge_mod
     assert all(len(layer["full_path"]) <= 500 and len(layer["name"]) <= 500 for layer in meta["layers"])
     assert all(len(name) <= 500 for name in meta["named_objects"]["names"])
     assert all(len(f["message"]) <= 500 for f in report["findings"])
-    truncated = {f["details"]["finding_code"]: f["details"] for f in report["findings"] if f["code"] == "FINDINGS_TRUNCATED"}
+    truncated = {
+        f["details"]["finding_code"]: f["details"] for f in report["findings"] if f["code"] == "FINDINGS_TRUNCATED"
+    }
     assert truncated["LAYER_NAME_PATTERN"]["total"] == 1000  # every layer name is too long for the pattern
-    notes = {f["code"]: f["details"] for f in report["findings"] if f["code"] in ("LAYERS_TRUNCATED", "NAMES_TRUNCATED")}
+    notes = {
+        f["code"]: f["details"] for f in report["findings"] if f["code"] in ("LAYERS_TRUNCATED", "NAMES_TRUNCATED")
+    }
     assert notes["LAYERS_TRUNCATED"] == {"list": "layers", "total": 1000, "listed": 1000, "shortened": 2999}
     assert notes["NAMES_TRUNCATED"] == {"list": "object names", "total": 30, "listed": 30, "shortened": 30}
     # 30 NAME_PATTERN errors; 1000 LAYER_NAME_PATTERN warnings; FINDINGS_TRUNCATED + two notes
@@ -189,7 +202,9 @@ def test_deep_chain_and_huge_names_stay_under_the_cap_with_exact_counts(huge_mod
 
 
 @pytest.mark.parametrize(("limit", "errors"), [(60_000, 30), (10_000, 1)])
-def test_a_report_over_max_report_bytes_drops_findings_but_keeps_counts(huge_model: Path, limit: int, errors: int) -> None:
+def test_a_report_over_max_report_bytes_drops_findings_but_keeps_counts(
+    huge_model: Path, limit: int, errors: int
+) -> None:
     full = validate(huge_model)
     small = checked(validate_path(huge_model, rules={"max_report_bytes": limit}), limit)
     (note,) = [f for f in small["findings"] if f["code"] == "REPORT_TRUNCATED"]
@@ -213,8 +228,10 @@ def test_list_caps_are_rules_and_cutting_is_noted(huge_model: Path) -> None:
     assert notes["LAYERS_TRUNCATED"]["listed"] == 10 and notes["NAMES_TRUNCATED"]["listed"] == 5
 
 
-@pytest.mark.parametrize(("field", "value"), [("max_report_bytes", 9_999), ("max_message_chars", 10),
-                                              ("max_listed_layers", -1), ("max_listed_strings", -1)])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("max_report_bytes", 9_999), ("max_message_chars", 10), ("max_listed_layers", -1), ("max_listed_strings", -1)],
+)
 def test_caps_below_their_minimum_are_refused(field: str, value: int) -> None:
     with pytest.raises(RulesError) as caught:
         ValidationRules(**{field: value})
@@ -235,7 +252,8 @@ def test_the_string_table_parsed_from_the_file_equals_rhino3dm(tmp_path: Path, v
     path = write(m, tmp_path / f"strings{version}.3dm", version)
     loaded = read_model(path)
     table = loaded.model.Strings
-    assert docstrings.parse_document_strings(path, loaded.archive_version) == [tuple(table[k]) for k in range(len(table))]
+    expected = [tuple(table[k]) for k in range(len(table))]
+    assert docstrings.parse_document_strings(path, loaded.archive_version) == expected
 
 
 def _wide(text: str) -> bytes:
@@ -263,7 +281,9 @@ def many_strings(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tcode, _, major, minor, count = struct.unpack_from("<IQiii", data, start)
     assert (tcode, major, minor, count) == (0x40008000, 1, 0, 1)
     end = start + 12 + struct.unpack_from("<Q", data, start + 4)[0]
-    entries = b"".join(_chunk(struct.pack("<ii", 1, 0) + _wide(f"key {k:05d}") + _wide(f"value {k}")) for k in range(50_000))
+    entries = b"".join(
+        _chunk(struct.pack("<ii", 1, 0) + _wide(f"key {k:05d}") + _wide(f"value {k}")) for k in range(50_000)
+    )
     path.write_bytes(_rewrite(data, start, end, _chunk(struct.pack("<iii", 1, 0, 50_000), entries)))
     assert len(r3.File3dm.Read(str(path)).Strings) == 50_000
     return path
@@ -280,8 +300,9 @@ def test_fifty_thousand_document_strings_are_read_once_and_capped(many_strings: 
     assert note["details"] == {"list": "document user strings", "total": 50_000, "listed": 1000, "shortened": 0}
 
 
-def test_when_the_file_cannot_be_parsed_rhino3dm_lists_a_bounded_number(many_strings: Path,
-                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_when_the_file_cannot_be_parsed_rhino3dm_lists_a_bounded_number(
+    many_strings: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(docstrings, "parse_document_strings", lambda path, version: None)
     meta = validate(many_strings)["metadata"]
     assert meta["document_user_string_count"] == 50_000
@@ -296,7 +317,7 @@ FIVE = [(k, 2 * k, 0) for k in range(5)]
 @pytest.mark.parametrize("far", [1.2e308, -2e15, 1e300])
 def test_a_point_beyond_the_coordinate_limit_is_an_error_left_out_of_the_statistics(tmp_path: Path, far: float) -> None:
     m = model()
-    add_points(m, FIVE + [(far, 0, 0)])
+    add_points(m, [*FIVE, (far, 0, 0)])
     report = validate(write(m, tmp_path / "far.3dm"))
     assert codes(report) == ["COORDINATE_OUT_OF_RANGE"] and not report["summary"]["passed"]
     (item,) = report["findings"]
@@ -306,15 +327,21 @@ def test_a_point_beyond_the_coordinate_limit_is_an_error_left_out_of_the_statist
 
 def test_far_outside_maths_near_the_limit_stays_finite(tmp_path: Path) -> None:
     m = model()
-    add_points(m, FIVE + [(9.9e14, -9.9e14, 9.9e14)])
+    add_points(m, [*FIVE, (9.9e14, -9.9e14, 9.9e14)])
     report = validate(write(m, tmp_path / "near.3dm"))
     (item,) = report["findings"]
     assert item["code"] == "OBJECT_FAR_OUTSIDE" and math.isfinite(item["details"]["distance"])
 
 
-@pytest.mark.parametrize(("tolerance", "message"), [
-    (math.inf, "not a finite number"), (math.nan, "not a finite number"), (1e12, "exceeds 1e+06 m"), (2e15, "model units"),
-])
+@pytest.mark.parametrize(
+    ("tolerance", "message"),
+    [
+        (math.inf, "not a finite number"),
+        (math.nan, "not a finite number"),
+        (1e12, "exceeds 1e+06 m"),
+        (2e15, "model units"),
+    ],
+)
 def test_a_tolerance_that_is_not_finite_or_absurd_is_invalid(tmp_path: Path, tolerance: float, message: str) -> None:
     m = model(tolerance)
     add_points(m, FIVE)
@@ -326,6 +353,7 @@ def test_a_tolerance_that_is_not_finite_or_absurd_is_invalid(tmp_path: Path, tol
 
 
 # --- blocks ------------------------------------------------------------------------------------
+
 
 def test_cycles_finds_self_loops_and_longer_cycles_only() -> None:
     edges = {"a": {"b"}, "b": {"c"}, "c": {"a", "d"}, "d": {"e"}, "s": {"s"}, "t": {"d"}}
@@ -342,7 +370,9 @@ def test_a_block_that_contains_itself_is_an_error(tmp_path: Path, depth: int) ->
     origin, attrs = r3.Point3d(0, 0, 0), r3.ObjectAttributes()
     point = r3.Point(r3.Point3d(1, 1, 1))
     ref = r3.InstanceReference(placeholder, r3.Transform.Identity())
-    first = m.InstanceDefinitions.FindIndex(m.InstanceDefinitions.Add("A", "", "", "", origin, (point, ref), (attrs, attrs)))
+    first = m.InstanceDefinitions.FindIndex(
+        m.InstanceDefinitions.Add("A", "", "", "", origin, (point, ref), (attrs, attrs))
+    )
     target = first.Id
     if depth == 2:
         into_a = r3.InstanceReference(first.Id, r3.Transform.Identity())

@@ -35,7 +35,13 @@ def test_named_objects_are_counted_and_listed(models: dict[str, Path]) -> None:
     assert named == {
         "count": 5,
         "unnamed": 0,
-        "names": ["LIB-Z01-AXIS-001", "LIB-Z01-COLUMN-001", "LIB-Z01-POINT-001", "LIB-Z01-SLAB-001", "LIB-Z01-WALL-001"],
+        "names": [
+            "LIB-Z01-AXIS-001",
+            "LIB-Z01-COLUMN-001",
+            "LIB-Z01-POINT-001",
+            "LIB-Z01-SLAB-001",
+            "LIB-Z01-WALL-001",
+        ],
         "truncated": False,
     }
 

@@ -19,19 +19,22 @@ def test_default_scheme_accepts(name: str) -> None:
     assert RULES.name_re.fullmatch(name)
 
 
-@pytest.mark.parametrize("name", [
-    "lib-Z01-WALL-001",       # project must be uppercase
-    "L-Z01-WALL-001",         # project too short
-    "PROJECT12-Z01-WALL-001", # project too long
-    "LIB-Z1-WALL-001",        # zone needs two digits
-    "LIB-A01-WALL-001",       # zone starts with Z
-    "LIB-Z01-W-001",          # type too short
-    "LIB-Z01-WALL1-001",      # type is letters only
-    "LIB-Z01-WALL-01",        # sequence has three digits
-    "LIB_Z01_WALL_001",       # hyphens
-    "LIB-Z01-WALL-001 ",      # no trailing space
-    "",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "lib-Z01-WALL-001",  # project must be uppercase
+        "L-Z01-WALL-001",  # project too short
+        "PROJECT12-Z01-WALL-001",  # project too long
+        "LIB-Z1-WALL-001",  # zone needs two digits
+        "LIB-A01-WALL-001",  # zone starts with Z
+        "LIB-Z01-W-001",  # type too short
+        "LIB-Z01-WALL1-001",  # type is letters only
+        "LIB-Z01-WALL-01",  # sequence has three digits
+        "LIB_Z01_WALL_001",  # hyphens
+        "LIB-Z01-WALL-001 ",  # no trailing space
+        "",
+    ],
+)
 def test_default_scheme_rejects(name: str) -> None:
     assert RULES.name_re.fullmatch(name) is None
 
@@ -76,7 +79,10 @@ def test_object_violations_carry_object_id_name_and_expected_form(models: dict[s
 def test_severities(models: dict[str, Path]) -> None:
     found = _by_code(validate(models["bad_names"]))
     assert {code: {f["severity"] for f in items} for code, items in found.items()} == {
-        NAME_PATTERN: {"error"}, NAME_MISSING: {"warning"}, NAME_DUPLICATE: {"warning"}, LAYER_NAME_PATTERN: {"warning"},
+        NAME_PATTERN: {"error"},
+        NAME_MISSING: {"warning"},
+        NAME_DUPLICATE: {"warning"},
+        LAYER_NAME_PATTERN: {"warning"},
     }
 
 

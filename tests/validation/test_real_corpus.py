@@ -28,7 +28,11 @@ def stored_ids(path: Path) -> set[str]:
     """Object ids the file stores. openNURBS invents ids while reading archives that store none
     (Rhino 1 and 2 files): those differ between two reads of the same file."""
     first, second = (rhino3dm.File3dm.Read(str(path)) for _ in range(2))
-    return {str(a.Attributes.Id) for a, b in zip(first.Objects, second.Objects) if a.Attributes.Id == b.Attributes.Id}
+    return {
+        str(a.Attributes.Id)
+        for a, b in zip(first.Objects, second.Objects, strict=True)
+        if a.Attributes.Id == b.Attributes.Id
+    }
 
 
 def golden_view(report: dict[str, Any], stable_ids: set[str]) -> dict[str, Any]:
@@ -42,11 +46,18 @@ def golden_view(report: dict[str, Any], stable_ids: set[str]) -> dict[str, Any]:
         "unit_system": meta["unit_system"],
         "objects_by_type": meta["objects_by_type"],
         "layers": len(meta["layers"]),
-        "block_definitions": {key: meta["block_definitions"][key]
-                              for key in ("count", "member_objects", "instances", "nested_instances")},
+        "block_definitions": {
+            key: meta["block_definitions"][key] for key in ("count", "member_objects", "instances", "nested_instances")
+        },
         "findings": [
-            {"code": f["code"], "severity": f["severity"], "message": f["message"],
-             "object_id": f["object_id"] if f["object_id"] in stable_ids or f["object_id"] is None else "(made at read)"}
+            {
+                "code": f["code"],
+                "severity": f["severity"],
+                "message": f["message"],
+                "object_id": (
+                    f["object_id"] if f["object_id"] in stable_ids or f["object_id"] is None else "(made at read)"
+                ),
+            }
             for f in report["findings"]
         ],
     }

@@ -10,8 +10,20 @@ import pytest
 
 from app.validation import FINDING_CODES, REPORT_JSON_SCHEMA, SEVERITY_BY_CODE, Report, UnreadableModelError
 from app.validation.codes import (
-    BBOX_DEGENERATE, BREP_OPEN, FINDINGS_TRUNCATED, GEOMETRY_INVALID, LAYER_NAME_PATTERN, MESH_OPEN, MODEL_EMPTY,
-    NAME_DUPLICATE, NAME_MISSING, NAME_PATTERN, NAMES_TRUNCATED, OBJECT_FAR_OUTSIDE, OBJECTS_UNREADABLE, TOLERANCE_INVALID,
+    BBOX_DEGENERATE,
+    BREP_OPEN,
+    FINDINGS_TRUNCATED,
+    GEOMETRY_INVALID,
+    LAYER_NAME_PATTERN,
+    MESH_OPEN,
+    MODEL_EMPTY,
+    NAME_DUPLICATE,
+    NAME_MISSING,
+    NAME_PATTERN,
+    NAMES_TRUNCATED,
+    OBJECT_FAR_OUTSIDE,
+    OBJECTS_UNREADABLE,
+    TOLERANCE_INVALID,
     UNITS_UNSET,
 )
 from app.validation.engine import _model_level
@@ -87,7 +99,14 @@ def test_summary_counts_match_findings(models: dict[str, Path], name: str) -> No
 
 
 def test_schema_describes_the_top_level() -> None:
-    assert set(REPORT_JSON_SCHEMA["properties"]) == {"schema_version", "summary", "metadata", "findings", "ruleset", "rules"}
+    assert set(REPORT_JSON_SCHEMA["properties"]) == {
+        "schema_version",
+        "summary",
+        "metadata",
+        "findings",
+        "ruleset",
+        "rules",
+    }
     assert "Finding" in REPORT_JSON_SCHEMA["$defs"]
 
 
@@ -95,7 +114,9 @@ def test_findings_are_capped_per_code_but_all_counted(models: dict[str, Path]) -
     report = validate(models["bad_names"], rules={"max_findings_per_code": 1})
     codes = [f["code"] for f in report["findings"]]
     assert codes.count(NAME_PATTERN) == 1 and codes.count(NAME_DUPLICATE) == 1
-    truncated = {f["details"]["finding_code"]: f["details"] for f in report["findings"] if f["code"] == FINDINGS_TRUNCATED}
+    truncated = {
+        f["details"]["finding_code"]: f["details"] for f in report["findings"] if f["code"] == FINDINGS_TRUNCATED
+    }
     assert truncated == {
         NAME_DUPLICATE: {"finding_code": NAME_DUPLICATE, "total": 2, "omitted": 1},
         NAME_PATTERN: {"finding_code": NAME_PATTERN, "total": 2, "omitted": 1},

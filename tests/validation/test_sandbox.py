@@ -139,8 +139,9 @@ def test_the_child_dies_with_a_killed_worker(self_parent_layer: Path) -> None:
         "run_sandboxed(target, sys.argv[1], limits=Limits(512, 60),"
         " progress=lambda pct, pid: print(pid, flush=True))\n"
     )
-    worker = subprocess.Popen([sys.executable, "-c", script, str(self_parent_layer)], cwd=ROOT,
-                              stdout=subprocess.PIPE, text=True)
+    worker = subprocess.Popen(
+        [sys.executable, "-c", script, str(self_parent_layer)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
     child = int(worker.stdout.readline())
     assert _alive(child)
     worker.send_signal(signal.SIGKILL)

@@ -43,7 +43,9 @@ def test_a_worker_with_a_task_in_flight_survives_a_broker_restart():
 
         after = client.send_task("librarian.demo.db_roundtrip", kwargs={"key": "after", "value": "v"}, queue="default")
         try:
-            wait_until(lambda: after.state == "SUCCESS", timeout=45, message="the worker did not consume after the restart")
+            wait_until(
+                lambda: after.state == "SUCCESS", timeout=45, message="the worker did not consume after the restart"
+            )
         except TimeoutError as exc:
             raise AssertionError(f"{exc}; worker output (tail):\n{worker.output()[-6000:]}") from None
         assert worker.alive()

@@ -26,15 +26,22 @@ def test_pickle_message_is_refused_logged_and_worker_stays_up(worker, celery):
             serializer=None,
             content_type="application/x-python-serialize",
             content_encoding="binary",
-            headers={"task": "librarian.demo.db_roundtrip", "id": task_id, "lang": "py",
-                     "args": "()", "kwargs": "{}", "retries": 0},
+            headers={
+                "task": "librarian.demo.db_roundtrip",
+                "id": task_id,
+                "lang": "py",
+                "args": "()",
+                "kwargs": "{}",
+                "retries": 0,
+            },
         )
     worker.wait_for(r"(?i)refus\w* .*pickle|pickle.*(disallow|refus)", timeout=15, after=mark)
     assert worker.alive()
     # It never ran: no row, no result; and the worker still serves.
+    from sqlmodel import Session
+
     from app.core.db import get_engine
     from app.models import DiagnosticRecord
-    from sqlmodel import Session
 
     with Session(get_engine()) as session:
         assert session.get(DiagnosticRecord, "pickled") is None

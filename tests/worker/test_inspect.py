@@ -70,18 +70,20 @@ def test_worker_logged_no_control_command_error(worker, node):
 
     log_start = len(worker.output())
     inspector = celery_app.control.inspect(timeout=5, destination=[node])
-    for method in ("stats", "active_queues", "registered", "scheduled", "active", "reserved",
-                   "revoked", "conf"):
+    for method in ("stats", "active_queues", "registered", "scheduled", "active", "reserved", "revoked", "conf"):
         replies = getattr(inspector, method)()
         assert replies and node in replies, f"{method}: {replies}"
     assert "Control command error" not in worker.output()[log_start:], worker.tail()
 
 
-@pytest.mark.parametrize("url,cls_name", [
-    ("redis://:secret@127.0.0.1:6399/0", "Transport"),
-    ("rediss://:secret@127.0.0.1:6399/0", "Transport"),
-    ("sentinel://:secret@127.0.0.1:26379/0", "SentinelTransport"),
-])
+@pytest.mark.parametrize(
+    ("url", "cls_name"),
+    [
+        ("redis://:secret@127.0.0.1:6399/0", "Transport"),
+        ("rediss://:secret@127.0.0.1:6399/0", "Transport"),
+        ("sentinel://:secret@127.0.0.1:26379/0", "SentinelTransport"),
+    ],
+)
 def test_connection_names_our_transport_by_the_url_scheme(url, cls_name):
     """No broker needed: what kombu puts in `stats` and in Flower's broker URI for each scheme."""
     import pickle

@@ -27,8 +27,13 @@ def tables() -> None:
 
 def make_part(status: PartStatus, age: timedelta, task_id: str | None = None) -> uuid.UUID:
     with Session(get_engine()) as session:
-        part = Part(filename="stuck.3dm", storage_key=f"stuck/{uuid.uuid4()}.3dm", status=status,
-                    task_id=task_id, updated_at=datetime.now(UTC) - age)
+        part = Part(
+            filename="stuck.3dm",
+            storage_key=f"stuck/{uuid.uuid4()}.3dm",
+            status=status,
+            task_id=task_id,
+            updated_at=datetime.now(UTC) - age,
+        )
         session.add(part)
         session.commit()
         return part.id
@@ -101,5 +106,7 @@ def test_a_failing_periodic_task_is_counted_by_the_worker(worker, celery):
         time.sleep(0.1)
     assert failed == value(before, "librarian_tasks_failed_total", **labels) + 1
     exceptions = {**labels, "exception": "TypeError"}
-    assert value(after, "librarian_task_exceptions_total", **exceptions) == value(
-        before, "librarian_task_exceptions_total", **exceptions) + 1
+    assert (
+        value(after, "librarian_task_exceptions_total", **exceptions)
+        == value(before, "librarian_task_exceptions_total", **exceptions) + 1
+    )

@@ -6,14 +6,13 @@ from __future__ import annotations
 import pytest
 from celery import Celery
 
-from tests.conftest import TMP, stack_env
-from tests.utils.processes import ManagedProcess, cli
-
 from app.worker.startup_checks import (
     UnsafeConfigurationError,
     check_broker_durability,
     check_visibility_timeout,
 )
+from tests.conftest import TMP, stack_env
+from tests.utils.processes import ManagedProcess, cli
 
 
 def make_app(visibility: int, hard_limit: int) -> Celery:
@@ -65,8 +64,12 @@ def test_durable_broker_is_not_reported():
 @pytest.mark.integration
 def test_a_worker_with_a_bad_ruleset_file_exits_naming_the_file_and_the_field(broker, tmp_path):
     (tmp_path / "team-bad.toml").write_text("name_pattern = 'SF-(C'\n")
-    process = ManagedProcess("worker-bad-ruleset", cli("worker", "--name", "bad-ruleset@%h"),
-                             stack_env(RULESETS_DIR=str(tmp_path)), TMP / "logs")
+    process = ManagedProcess(
+        "worker-bad-ruleset",
+        cli("worker", "--name", "bad-ruleset@%h"),
+        stack_env(RULESETS_DIR=str(tmp_path)),
+        TMP / "logs",
+    )
     process.start()
     try:
         status = process.process.wait(timeout=60)

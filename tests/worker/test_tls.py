@@ -23,10 +23,14 @@ print(params.get("connection_class") is redis.SSLConnection, params.get("ssl_cer
 
 
 def probe(url: str) -> list[str]:
-    env = {"REDIS_URL": url, "PATH": "/usr/bin:/bin", "ENVIRONMENT": "development", "LOG_FORMAT": "json",
-           "VAR_DIR": os.environ["VAR_DIR"]}  # the session's, set by tests/conftest.py
-    done = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=60)
+    env = {
+        "REDIS_URL": url,
+        "PATH": "/usr/bin:/bin",
+        "ENVIRONMENT": "development",
+        "LOG_FORMAT": "json",
+        "VAR_DIR": os.environ["VAR_DIR"],
+    }  # the session's, set by tests/conftest.py
+    done = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     return done.stdout.split()
 

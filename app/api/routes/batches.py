@@ -34,13 +34,15 @@ router = APIRouter(prefix="/batches", tags=["batches"])
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody, "description": "No such batch"}}
 
 
-def publish_items(session: SessionDep, celery: CeleryDep, client: RedisDep, items: list[BatchItem],
-                  owner: str | None) -> int:
+def publish_items(
+    session: SessionDep, celery: CeleryDep, client: RedisDep, items: list[BatchItem], owner: str | None
+) -> int:
     """Send each item's chain (from its failed stage, or the start) through submit_many: one round
     trip records the ids, one producer publishes. At the first broker error the items sent so far
     are `queued`, the rest stay as they were (POST /retry sends them later), and the answer is 503."""
-    messages = [Message.chain(item_steps(str(item.id), owner=owner, start=item.failed_stage or "preprocess"))
-                for item in items]
+    messages = [
+        Message.chain(item_steps(str(item.id), owner=owner, start=item.failed_stage or "preprocess")) for item in items
+    ]
     sent = 0
     try:
         for _ in submit_many(celery, client, messages):
@@ -55,16 +57,36 @@ def publish_items(session: SessionDep, celery: CeleryDep, client: RedisDep, item
     status_code=status.HTTP_202_ACCEPTED,
     response_model=BatchCreated,
     dependencies=[Depends(rate_limit(upload_limiter))],
-    responses={413: {"model": ErrorBody}, 415: {"model": ErrorBody, "description": "A file not named *.3dm"},
-               422: {"model": FieldErrorBody}, 429: {"model": ErrorBody}},
-    openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-        "type": "object", "required": ["files"],
-        "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}},
-                       "owner": {"type": "string"}, "ruleset": {"type": "string"}},
-    }}}}},
+    responses={
+        413: {"model": ErrorBody},
+        415: {"model": ErrorBody, "description": "A file not named *.3dm"},
+        422: {"model": FieldErrorBody},
+        429: {"model": ErrorBody},
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["files"],
+                        "properties": {
+                            "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                            "owner": {"type": "string"},
+                            "ruleset": {"type": "string"},
+                        },
+                    }
+                }
+            },
+        }
+    },
 )
 async def create_batch(
-    request: Request, session: SessionDep, celery: CeleryDep, client: RedisDep,
+    request: Request,
+    session: SessionDep,
+    celery: CeleryDep,
+    client: RedisDep,
     ruleset: RulesetQuery = None,
 ) -> BatchCreated:
     """Upload many `.3dm` files (multipart field `files`, repeated); each runs the six stages. The
@@ -72,16 +94,29 @@ async def create_batch(
     wins), else DEFAULT_RULESET: its latest version now, for every item and every retry."""
     batch_id = uuid.uuid4()
     files, fields = await receive_files(
-        request, incoming_dir=settings.storage_dir / ".incoming", max_file_bytes=settings.max_file_size_bytes,
-        max_files=settings.MAX_ITEMS_PER_BATCH, too_many_status=422, file_field="files",
+        request,
+        incoming_dir=settings.storage_dir / ".incoming",
+        max_file_bytes=settings.max_file_size_bytes,
+        max_files=settings.MAX_ITEMS_PER_BATCH,
+        too_many_status=422,
+        file_field="files",
     )
     # Everything after the body arrived blocks (disk, database, broker): off the event loop.
-    return await run_in_threadpool(_store_and_enqueue, request, batch_id, files, fields, ruleset, session, celery,
-                                   client)
+    return await run_in_threadpool(
+        _store_and_enqueue, request, batch_id, files, fields, ruleset, session, celery, client
+    )
 
 
-def _store_and_enqueue(request: Request, batch_id: uuid.UUID, files: list[Any], fields: dict[str, str],
-                       ruleset: str | None, session: SessionDep, celery: CeleryDep, client: RedisDep) -> BatchCreated:
+def _store_and_enqueue(
+    request: Request,
+    batch_id: uuid.UUID,
+    files: list[Any],
+    fields: dict[str, str],
+    ruleset: str | None,
+    session: SessionDep,
+    celery: CeleryDep,
+    client: RedisDep,
+) -> BatchCreated:
     owner = (fields.get("owner") or request.headers.get("x-librarian-user") or "").strip()[:100] or None
     items = []
     try:
@@ -90,25 +125,41 @@ def _store_and_enqueue(request: Request, batch_id: uuid.UUID, files: list[Any], 
             raise HTTPException(422, detail="no files: send them in the multipart field 'files'")
         refused = [f.filename for f in files if not f.filename.lower().endswith(".3dm")]
         if refused:  # as /parts does, and before any file is stored
-            raise HTTPException(415, detail=f"not .3dm files: {', '.join(repr(n[:200]) for n in refused[:20])}"
-                                            + (f" and {len(refused) - 20} more" if len(refused) > 20 else ""))
+            raise HTTPException(
+                415,
+                detail=f"not .3dm files: {', '.join(repr(n[:200]) for n in refused[:20])}"
+                + (f" and {len(refused) - 20} more" if len(refused) > 20 else ""),
+            )
         for received in files:
             item_id = uuid.uuid4()
             key = f"batches/{batch_id}/{item_id}/{sanitize_filename(received.filename)}"
             target = resolve_in_storage(key)
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(received.temp_path, target)
-            items.append(BatchItem(id=item_id, batch_id=batch_id, filename=received.filename[:255],
-                                   storage_key=key, size_bytes=received.size, sha256=received.sha256,
-                                   status=ItemStatus.PENDING))
+            items.append(
+                BatchItem(
+                    id=item_id,
+                    batch_id=batch_id,
+                    filename=received.filename[:255],
+                    storage_key=key,
+                    size_bytes=received.size,
+                    sha256=received.sha256,
+                    status=ItemStatus.PENDING,
+                )
+            )
     except BaseException:
         discard(files)
         raise
-    crud.create_batch(session, batch_id=batch_id, owner=owner, ruleset_name=chosen.name,
-                      ruleset_version=chosen.version, items=items)
+    crud.create_batch(
+        session, batch_id=batch_id, owner=owner, ruleset_name=chosen.name, ruleset_version=chosen.version, items=items
+    )
     queued = publish_items(session, celery, client, items, owner)
-    return BatchCreated(batch_id=batch_id, total=len(items), queued=queued,
-                        ruleset=RulesetChoice(name=chosen.name, version=chosen.version))
+    return BatchCreated(
+        batch_id=batch_id,
+        total=len(items),
+        queued=queued,
+        ruleset=RulesetChoice(name=chosen.name, version=chosen.version),
+    )
 
 
 def _batch(session: SessionDep, batch_id: uuid.UUID) -> Batch:
@@ -125,17 +176,24 @@ def get_batch(batch_id: uuid.UUID, session: SessionDep) -> BatchStatus:
     failed = crud.list_failed_items(session, batch_id=batch_id, limit=100)
     done = sum(count for status_, count in by_status.items() if status_ in FINISHED_ITEM_STATUSES)
     return BatchStatus(
-        batch_id=batch.id, owner=batch.owner, total=batch.total, done=done,
+        batch_id=batch.id,
+        owner=batch.owner,
+        total=batch.total,
+        done=done,
         ruleset=RulesetChoice(name=batch.ruleset_name, version=batch.ruleset_version) if batch.ruleset_name else None,
-        progress=f"{done}/{batch.total}", percent=round(100.0 * done / batch.total, 1) if batch.total else 100.0,
+        progress=f"{done}/{batch.total}",
+        percent=round(100.0 * done / batch.total, 1) if batch.total else 100.0,
         by_status={status_.value: count for status_, count in by_status.items()},
-        failures=[ItemFailure(item_id=i.id, filename=i.filename, status=i.status, stage=i.failed_stage, error=i.error)
-                  for i in failed],
+        failures=[
+            ItemFailure(item_id=i.id, filename=i.filename, status=i.status, stage=i.failed_stage, error=i.error)
+            for i in failed
+        ],
     )
 
 
-@router.post("/{batch_id}/retry", status_code=status.HTTP_202_ACCEPTED, response_model=BatchRetried,
-             responses=NOT_FOUND)
+@router.post(
+    "/{batch_id}/retry", status_code=status.HTTP_202_ACCEPTED, response_model=BatchRetried, responses=NOT_FOUND
+)
 def retry_batch(batch_id: uuid.UUID, session: SessionDep, celery: CeleryDep, client: RedisDep) -> BatchRetried:
     """Re-send failed items from the stage that failed (and items never sent)."""
     batch = _batch(session, batch_id)

@@ -44,8 +44,12 @@ def _workers_status(client: Any) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 (any failure reports the workers down)
         return {"status": "down", "workers": workers, "error": type(exc).__name__}
     if all(w["stalled"] for w in workers):
-        return {"status": "down", "count": len(workers), "workers": workers,
-                "error": "every live worker is stalled: messages wait and none is taken"}
+        return {
+            "status": "down",
+            "count": len(workers),
+            "workers": workers,
+            "error": "every live worker is stalled: messages wait and none is taken",
+        }
     return {"status": "ok", "count": len(workers), "workers": workers}
 
 

@@ -40,49 +40,90 @@ def to_public(part: Part, celery: Any | None = None) -> PartPublic:
             progress, stage = info.get("percent"), info.get("stage")
     summary = (part.validation_report or {}).get("summary")
     return PartPublic(
-        id=part.id, filename=part.filename, status=part.status, size_bytes=part.size_bytes,
-        sha256=part.sha256, owner=part.owner, task_id=part.task_id, attempts=part.attempts,
-        error=part.error, progress=progress, stage=stage, summary=summary,
+        id=part.id,
+        filename=part.filename,
+        status=part.status,
+        size_bytes=part.size_bytes,
+        sha256=part.sha256,
+        owner=part.owner,
+        task_id=part.task_id,
+        attempts=part.attempts,
+        error=part.error,
+        progress=progress,
+        stage=stage,
+        summary=summary,
         ruleset=RulesetChoice(name=part.ruleset_name, version=part.ruleset_version) if part.ruleset_name else None,
-        created_at=part.created_at, updated_at=part.updated_at,
+        created_at=part.created_at,
+        updated_at=part.updated_at,
     )
 
 
-def enqueue_validation(session: SessionDep, celery: CeleryDep, client: RedisDep, part: Part,
-                       ruleset: RulesetVersion) -> PartSubmitted:
+def enqueue_validation(
+    session: SessionDep, celery: CeleryDep, client: RedisDep, part: Part, ruleset: RulesetVersion
+) -> PartSubmitted:
     """Queue validate_file for the part with that ruleset version; on a broker outage the part
     stays as it was (503)."""
     task_id = str(uuid.uuid4())
     headers = {OWNER_HEADER: part.owner} if part.owner else None
-    submit(celery, client, VALIDATE_TASK, args=[str(part.id)], task_id=task_id, headers=headers,
-           kwargs={"ruleset": ruleset.name, "ruleset_version": ruleset.version})
-    crud.update_part(session, part=part, status=PartStatus.QUEUED, task_id=task_id, error=None,
-                     ruleset_name=ruleset.name, ruleset_version=ruleset.version)
-    return PartSubmitted(part_id=part.id, task_id=task_id, status=PartStatus.QUEUED,
-                         ruleset=RulesetChoice(name=ruleset.name, version=ruleset.version))
+    submit(
+        celery,
+        client,
+        VALIDATE_TASK,
+        args=[str(part.id)],
+        task_id=task_id,
+        headers=headers,
+        kwargs={"ruleset": ruleset.name, "ruleset_version": ruleset.version},
+    )
+    crud.update_part(
+        session,
+        part=part,
+        status=PartStatus.QUEUED,
+        task_id=task_id,
+        error=None,
+        ruleset_name=ruleset.name,
+        ruleset_version=ruleset.version,
+    )
+    return PartSubmitted(
+        part_id=part.id,
+        task_id=task_id,
+        status=PartStatus.QUEUED,
+        ruleset=RulesetChoice(name=ruleset.name, version=ruleset.version),
+    )
 
 
 @router.post(
     "",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=PartSubmitted,
-    responses={413: {"model": ErrorBody}, 415: {"model": ErrorBody},
-               422: {"model": FieldErrorBody, "description": "No file, an empty file, or an unknown ruleset"},
-               429: {"model": ErrorBody, "description": "Too many uploads from this client"}},
+    responses={
+        413: {"model": ErrorBody},
+        415: {"model": ErrorBody},
+        422: {"model": FieldErrorBody, "description": "No file, an empty file, or an unknown ruleset"},
+        429: {"model": ErrorBody, "description": "Too many uploads from this client"},
+    },
     dependencies=[Depends(rate_limit(upload_limiter))],
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"multipart/form-data": {"schema": {
-                "type": "object", "required": ["file"],
-                "properties": {"file": {"type": "string", "format": "binary"}, "owner": {"type": "string"},
-                               "ruleset": {"type": "string"}},
-            }}},
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["file"],
+                        "properties": {
+                            "file": {"type": "string", "format": "binary"},
+                            "owner": {"type": "string"},
+                            "ruleset": {"type": "string"},
+                        },
+                    }
+                }
+            },
         }
     },
 )
-async def upload_part(request: Request, session: SessionDep, celery: CeleryDep, client: RedisDep,
-                      ruleset: RulesetQuery = None) -> PartSubmitted:
+async def upload_part(
+    request: Request, session: SessionDep, celery: CeleryDep, client: RedisDep, ruleset: RulesetQuery = None
+) -> PartSubmitted:
     """Upload one `.3dm` file (multipart field `file`); validation runs in the background with the
     ruleset named by `?ruleset=` or the form field `ruleset` (the query wins), else DEFAULT_RULESET."""
     incoming = settings.storage_dir / ".incoming"
@@ -93,8 +134,15 @@ async def upload_part(request: Request, session: SessionDep, celery: CeleryDep, 
     return await run_in_threadpool(_store_and_enqueue, request, files, fields, ruleset, session, celery, client)
 
 
-def _store_and_enqueue(request: Request, files: list[Any], fields: dict[str, str], ruleset: str | None,
-                       session: SessionDep, celery: CeleryDep, client: RedisDep) -> PartSubmitted:
+def _store_and_enqueue(
+    request: Request,
+    files: list[Any],
+    fields: dict[str, str],
+    ruleset: str | None,
+    session: SessionDep,
+    celery: CeleryDep,
+    client: RedisDep,
+) -> PartSubmitted:
     target = None
     try:
         chosen = rulesets.resolve(session, name=ruleset or fields.get("ruleset"))  # before anything is stored
@@ -106,8 +154,13 @@ def _store_and_enqueue(request: Request, files: list[Any], fields: dict[str, str
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(received.temp_path, target)
         part = crud.create_part(
-            session, part_id=part_id, filename=received.filename, storage_key=key,
-            size_bytes=received.size, sha256=received.sha256, owner=owner,
+            session,
+            part_id=part_id,
+            filename=received.filename,
+            storage_key=key,
+            size_bytes=received.size,
+            sha256=received.sha256,
+            owner=owner,
         )
     except BaseException:
         discard(files)
@@ -173,16 +226,19 @@ def get_report(part_id: uuid.UUID, session: SessionDep, client: RedisDep) -> dic
     return part.validation_report
 
 
-
 @router.post(
     "/{part_id}/revalidate",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=PartSubmitted,
-    responses={**NOT_FOUND, 409: {"model": ErrorBody, "description": "Validation already queued or running"},
-               422: {"model": FieldErrorBody, "description": "Unknown ruleset"}},
+    responses={
+        **NOT_FOUND,
+        409: {"model": ErrorBody, "description": "Validation already queued or running"},
+        422: {"model": FieldErrorBody, "description": "Unknown ruleset"},
+    },
 )
-def revalidate(part_id: uuid.UUID, session: SessionDep, celery: CeleryDep, client: RedisDep,
-               ruleset: RulesetQuery = None) -> PartSubmitted:
+def revalidate(
+    part_id: uuid.UUID, session: SessionDep, celery: CeleryDep, client: RedisDep, ruleset: RulesetQuery = None
+) -> PartSubmitted:
     """Validate again with the latest version of `?ruleset=`, else of the part's previous ruleset
     (if it still exists), else of DEFAULT_RULESET."""
     part = _get(session, part_id)

@@ -15,24 +15,33 @@ from app.models import RulesetVersion
 router = APIRouter(prefix="/rulesets", tags=["rulesets"])
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody, "description": "No such ruleset or version"}}
-EXAMPLE = {"description": "Team SF: SF-C12-D-001", "name_pattern": "SF-C[0-9]{2}-[A-Z]-[0-9]{3}",
-           "name_expected": "SF-Cnn-X-nnn, e.g. SF-C12-D-001"}
+EXAMPLE = {
+    "description": "Team SF: SF-C12-D-001",
+    "name_pattern": "SF-C[0-9]{2}-[A-Z]-[0-9]{3}",
+    "name_expected": "SF-Cnn-X-nnn, e.g. SF-C12-D-001",
+}
 
 
 def summary(row: RulesetVersion) -> RulesetSummary:
-    return RulesetSummary(name=row.name, version=row.version, sha256=row.sha256,
-                          description=row.content.get("description"), source=row.source, created_at=row.created_at)
+    return RulesetSummary(
+        name=row.name,
+        version=row.version,
+        sha256=row.sha256,
+        description=row.content.get("description"),
+        source=row.source,
+        created_at=row.created_at,
+    )
 
 
 def public(row: RulesetVersion) -> RulesetPublic:
-    return RulesetPublic(**summary(row).model_dump(), rules=rulesets.to_ruleset(row).rules.as_dict(),
-                         content=row.content)
+    return RulesetPublic(
+        **summary(row).model_dump(), rules=rulesets.to_ruleset(row).rules.as_dict(), content=row.content
+    )
 
 
 @router.get("", response_model=RulesetList)
 def list_rulesets(session: SessionDep) -> RulesetList:
-    return RulesetList(items=[summary(row) for row in rulesets.list_latest(session)],
-                       default=settings.DEFAULT_RULESET)
+    return RulesetList(items=[summary(row) for row in rulesets.list_latest(session)], default=settings.DEFAULT_RULESET)
 
 
 @router.get("/{name}", response_model=RulesetPublic, responses=NOT_FOUND)

@@ -52,12 +52,22 @@ def submit_test_task(
     client: RedisDep,
     message: Annotated[str, Query(min_length=1, max_length=1000)] = "Hello",
     steps: Annotated[int, Query(ge=1, le=100)] = 5,
-    owner: Annotated[str | None, Query(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.@-]+$",
-                                       description="user the task runs for (pause/resume, events)")] = None,
+    owner: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=100,
+            pattern=r"^[A-Za-z0-9_.@-]+$",
+            description="user the task runs for (pause/resume, events)",
+        ),
+    ] = None,
 ) -> TaskSubmitted:
     """Queue the demo job, which reports PROGRESS while it walks its steps."""
     task_id = submit(
-        celery, client, "librarian.demo.process", kwargs={"message": message, "steps": steps},
+        celery,
+        client,
+        "librarian.demo.process",
+        kwargs={"message": message, "steps": steps},
         headers={OWNER_HEADER: owner} if owner else None,
     )
     return TaskSubmitted(task_id=task_id, message=f"task queued: {message}")
@@ -71,8 +81,7 @@ def get_task_status(task_id: TaskId, celery: CeleryDep, client: RedisDep) -> Tas
     held = state == "PENDING" and (user := held_for(client, str(task_id))) is not None
     if held:
         message = f"held: user {user!r} is paused (POST /api/v1/agents/{user}/resume releases it)"
-    return TaskStatus(task_id=str(task_id), task_name=name, status=state, progress=percent, message=message,
-                      held=held)
+    return TaskStatus(task_id=str(task_id), task_name=name, status=state, progress=percent, message=message, held=held)
 
 
 @router.get(
@@ -113,8 +122,11 @@ def revoke_task(task_id: TaskId, celery: CeleryDep, client: RedisDep, session: S
     celery.backend.mark_as_revoked(str(task_id), reason="revoked through the API")
     part_id = _fail_part(session, str(task_id)) if name == VALIDATE_TASK else None
     terminated = state in RUNNING
-    message = ("task was running: revoked, and its worker process was sent SIGTERM" if terminated
-               else f"task was {state}, not started: revoked, it will not run")
+    message = (
+        "task was running: revoked, and its worker process was sent SIGTERM"
+        if terminated
+        else f"task was {state}, not started: revoked, it will not run"
+    )
     if part_id is not None:
         message += f"; part {part_id} is failed"
     return TaskRevoked(task_id=str(task_id), task_name=name, terminated=terminated, part_id=part_id, message=message)

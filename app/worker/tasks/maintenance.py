@@ -36,15 +36,14 @@ def sweep_stuck_parts(grace_seconds: int = 120) -> dict:
     limit_error = f"no result within the hard time limit ({settings.TASK_TIME_LIMIT}s): worker lost or killed"
     lost, revoked = [], []
     with session_scope() as session:
-        stuck = session.exec(
-            select(Part).where(Part.status == PartStatus.PROCESSING, Part.updated_at < cutoff)
-        ).all()
+        stuck = session.exec(select(Part).where(Part.status == PartStatus.PROCESSING, Part.updated_at < cutoff)).all()
         for part in stuck:
             crud.update_part(session, part=part, status=PartStatus.FAILED, error=limit_error)
             lost.append(str(part.id))
         waiting = session.exec(
-            select(Part).where(col(Part.status).in_([PartStatus.QUEUED, PartStatus.PROCESSING]),
-                               col(Part.task_id).is_not(None))
+            select(Part).where(
+                col(Part.status).in_([PartStatus.QUEUED, PartStatus.PROCESSING]), col(Part.task_id).is_not(None)
+            )
         ).all()
         for part in waiting:
             if celery_app.AsyncResult(part.task_id).state == "REVOKED":

@@ -53,8 +53,13 @@ class StageTask(LibrarianTask):
             with session_scope() as session:
                 item = crud.get_batch_item(session, item_id=uuid.UUID(str(item_id)))
                 if item is not None:
-                    crud.update_batch_item(session, item=item, status=STAGE_FAILED[self.stage],
-                                           failed_stage=self.stage, error=f"{type(exc).__name__}: {exc}"[:2000])
+                    crud.update_batch_item(
+                        session,
+                        item=item,
+                        status=STAGE_FAILED[self.stage],
+                        failed_stage=self.stage,
+                        error=f"{type(exc).__name__}: {exc}"[:2000],
+                    )
         except Exception as db_exc:  # noqa: BLE001 (whatever the database says, the task's own failure stands)
             log.error("could not record the stage failure", item_id=item_id, error=type(db_exc).__name__)
 
@@ -70,8 +75,9 @@ def _run(task: StageTask, item_id: str) -> dict[str, Any]:
         outputs = dict(item.outputs or {})
         if task.stage == "validate":
             batch = crud.get_batch(session, batch_id=item.batch_id)
-            ruleset = rulesets.for_task(session, name=batch.ruleset_name if batch else None,
-                                        version=batch.ruleset_version if batch else None)
+            ruleset = rulesets.for_task(
+                session, name=batch.ruleset_name if batch else None, version=batch.ruleset_version if batch else None
+            )
             file_name = item.filename
     if task.stage == "publish":
         output = _publish(item_id, outputs)
@@ -84,8 +90,9 @@ def _run(task: StageTask, item_id: str) -> dict[str, Any]:
         if item is None:
             return {"item_id": item_id, "status": "missing"}
         outputs = {**(item.outputs or {}), task.stage: output}  # a new dict: the JSON column sees the change
-        crud.update_batch_item(session, item=item, outputs=outputs, status=STAGE_DONE[task.stage],
-                               failed_stage=None, error=None)
+        crud.update_batch_item(
+            session, item=item, outputs=outputs, status=STAGE_DONE[task.stage], failed_stage=None, error=None
+        )
     PIPELINE_ITEMS.labels(task.stage, "ok").inc()
     return {"item_id": item_id, "status": STAGE_DONE[task.stage].value}
 
@@ -101,19 +108,30 @@ def _publish(item_id: str, outputs: dict[str, Any]) -> dict[str, Any]:
         batch = crud.get_batch(session, batch_id=item.batch_id)
         part = crud.get_part(session, part_id=item.id)
         values = {
-            "filename": item.filename, "storage_key": item.storage_key, "size_bytes": item.size_bytes,
+            "filename": item.filename,
+            "storage_key": item.storage_key,
+            "size_bytes": item.size_bytes,
             "sha256": (outputs.get("preprocess") or {}).get("sha256", item.sha256),
             "status": PartStatus.VALIDATED if passed else PartStatus.REJECTED,
-            "validation_report": report, "owner": batch.owner if batch else None, "error": None,
+            "validation_report": report,
+            "owner": batch.owner if batch else None,
+            "error": None,
             "ruleset_name": batch.ruleset_name if batch else None,
             "ruleset_version": batch.ruleset_version if batch else None,
         }
         if part is None:
-            part = crud.create_part(session, part_id=item.id, filename=values["filename"],
-                                    storage_key=values["storage_key"], size_bytes=values["size_bytes"],
-                                    sha256=values["sha256"], owner=values["owner"])
-        crud.update_part(session, part=part,
-                         **{k: v for k, v in values.items() if k not in ("filename", "storage_key")})
+            part = crud.create_part(
+                session,
+                part_id=item.id,
+                filename=values["filename"],
+                storage_key=values["storage_key"],
+                size_bytes=values["size_bytes"],
+                sha256=values["sha256"],
+                owner=values["owner"],
+            )
+        crud.update_part(
+            session, part=part, **{k: v for k, v in values.items() if k not in ("filename", "storage_key")}
+        )
         crud.update_batch_item(session, item=item, part_id=part.id)
     return {"part_id": item_id, "part_status": values["status"].value}
 
@@ -134,5 +152,7 @@ def item_steps(item_id: str, *, owner: str | None, start: str = "preprocess") ->
     publish them as one chain (app.api.submit.Message.chain)."""
     headers = {OWNER_HEADER: owner} if owner else {}
     # From the task objects, not by name: publishing then carries their options (time limits, serializer).
-    return [STAGE_TASKS[stage].si(item_id).set(headers=headers, queue=QUEUE)
-            for stage in PIPELINE_STAGES[PIPELINE_STAGES.index(start):]]
+    return [
+        STAGE_TASKS[stage].si(item_id).set(headers=headers, queue=QUEUE)
+        for stage in PIPELINE_STAGES[PIPELINE_STAGES.index(start) :]
+    ]

@@ -30,7 +30,6 @@ TRANSIENT_ERRORS = (OperationalError, ConnectionError, TimeoutError, SandboxStar
 SANDBOX_VERDICTS = ("RESOURCE_LIMIT", "ENGINE_CRASH", "MODEL_TOO_LARGE")
 
 
-
 def forget_cached_report(part_id: str) -> None:
     cache_delete(get_redis(), report_key(part_id))
 
@@ -60,8 +59,9 @@ class ValidationTask(LibrarianTask):
     retry_jitter=True,
     max_retries=3,
 )
-def validate_file(self: ValidationTask, part_id: str, ruleset: str | None = None,
-                  ruleset_version: int | None = None) -> dict[str, Any]:
+def validate_file(
+    self: ValidationTask, part_id: str, ruleset: str | None = None, ruleset_version: int | None = None
+) -> dict[str, Any]:
     """Validate a part with exactly the ruleset version fixed at submit time (messages without
     one, sent before rulesets existed, get the latest DEFAULT_RULESET)."""
     from app.validation.guarded import unreadable_report, validate_guarded  # noqa: PLC0415 (rhino3dm: ~100 ms)
@@ -73,8 +73,12 @@ def validate_file(self: ValidationTask, part_id: str, ruleset: str | None = None
             return {"part_id": part_id, "status": "missing"}
         chosen = rulesets.for_task(session, name=ruleset, version=ruleset_version)  # UnknownRuleset: failed
         part = crud.update_part(
-            session, part=part, status=PartStatus.PROCESSING, task_id=self.request.id,
-            attempts=part.attempts + 1, error=None,
+            session,
+            part=part,
+            status=PartStatus.PROCESSING,
+            task_id=self.request.id,
+            attempts=part.attempts + 1,
+            error=None,
         )
         path = resolve_in_storage(part.storage_key)
         file_name = part.filename
@@ -83,15 +87,26 @@ def validate_file(self: ValidationTask, part_id: str, ruleset: str | None = None
         self.report_progress(percent, stage=stage, part_id=part_id)
 
     try:
-        report = validate_guarded(path, limits=Limits(*settings.validation_limits), ruleset=chosen, progress=progress,
-                                  file_name=file_name, max_report_bytes=settings.MAX_REPORT_BYTES)
+        report = validate_guarded(
+            path,
+            limits=Limits(*settings.validation_limits),
+            ruleset=chosen,
+            progress=progress,
+            file_name=file_name,
+            max_report_bytes=settings.MAX_REPORT_BYTES,
+        )
         status, error = (PartStatus.VALIDATED if report["summary"]["passed"] else PartStatus.REJECTED), None
         verdict = next((f for f in report["findings"] if f["code"] in SANDBOX_VERDICTS), None)
         if verdict is not None:
             error = verdict["message"][:2000]
             level = log.error if verdict["code"] == "ENGINE_CRASH" else log.warning
-            level("model not finished", part_id=part_id, code=verdict["code"], reason=verdict["message"],
-                  **{k: v for k, v in verdict["details"].items() if k != "file_name"})
+            level(
+                "model not finished",
+                part_id=part_id,
+                code=verdict["code"],
+                reason=verdict["message"],
+                **{k: v for k, v in verdict["details"].items() if k != "file_name"},
+            )
     except UnreadableModelError as exc:
         report, status, error = unreadable_report(exc, chosen, file_name), PartStatus.REJECTED, exc.reason
     except SoftTimeLimitExceeded:
@@ -103,6 +118,12 @@ def validate_file(self: ValidationTask, part_id: str, ruleset: str | None = None
             return {"part_id": part_id, "status": "missing"}
         crud.update_part(session, part=part, status=status, validation_report=report, error=error)
     forget_cached_report(part_id)
-    log.info("part validated", part_id=part_id, status=status.value, passed=report["summary"]["passed"],
-             ruleset=chosen.name, ruleset_version=chosen.version)
+    log.info(
+        "part validated",
+        part_id=part_id,
+        status=status.value,
+        passed=report["summary"]["passed"],
+        ruleset=chosen.name,
+        ruleset_version=chosen.version,
+    )
     return {"part_id": part_id, "status": status.value, "summary": report["summary"]}
