@@ -4,7 +4,7 @@
 #
 #   docker build --target prod -t librarian:local .   # what docker-compose.yml builds
 #   docker build --target dev  -t librarian:dev .     # with the test extras: `pytest` inside
-ARG PYTHON_VERSION=3.11
+ARG PYTHON_VERSION=3.11.11
 
 # ---------------------------------------------------------------------------- base
 FROM python:${PYTHON_VERSION}-slim AS base

@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help install run test test-fast lint lock clean bench bench-validation bench-overhead bench-health bench-e2e bench-scrape bench-hooks bench-hostile
+.PHONY: help install run test test-fast lint lock clean bench bench-validation bench-overhead bench-health bench-e2e bench-scrape bench-hooks bench-hostile bench-broker
 
 help:
 	@echo "make run      set up .venv and run API, worker, beat, Flower and an embedded Valkey"
@@ -65,6 +65,9 @@ bench-scrape: $(STAMP)
 
 bench-hooks: $(STAMP)
 	$(BIN)/python -m bench.hooks $(BENCH_ARGS)
+
+bench-broker: $(STAMP)
+	$(BIN)/python -m bench.broker $(BENCH_ARGS)
 
 bench-hostile: $(STAMP)
 	$(BIN)/python -m bench.hostile $(BENCH_ARGS)

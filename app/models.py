@@ -69,11 +69,19 @@ PIPELINE_STAGES = ("preprocess", "parse", "classify", "extract", "validate", "pu
 
 
 class ItemStatus(StrEnum):
-    """A batch item: pending (stored, not sent yet) → queued → each stage's done status in turn →
-    published; or `<stage>_failed`, the dead-letter state, from which POST /retry resends it."""
+    """A batch item: pending (stored, not sent yet) → queued → for each stage in turn, its running
+    status (`preprocessing`, set when the stage starts and kept while it waits for a retry) then
+    its done status (`preprocessed`) → published; or `<stage>_failed`, the dead-letter state, from
+    which POST /retry resends it."""
 
     PENDING = "pending"
     QUEUED = "queued"
+    PREPROCESSING = "preprocessing"
+    PARSING = "parsing"
+    CLASSIFYING = "classifying"
+    EXTRACTING = "extracting"
+    VALIDATING = "validating"
+    PUBLISHING = "publishing"
     PREPROCESSED = "preprocessed"
     PARSED = "parsed"
     CLASSIFIED = "classified"
@@ -88,6 +96,14 @@ class ItemStatus(StrEnum):
     PUBLISH_FAILED = "publish_failed"
 
 
+STAGE_RUNNING = {  # the item status while a stage runs (or waits for its next retry)
+    "preprocess": ItemStatus.PREPROCESSING,
+    "parse": ItemStatus.PARSING,
+    "classify": ItemStatus.CLASSIFYING,
+    "extract": ItemStatus.EXTRACTING,
+    "validate": ItemStatus.VALIDATING,
+    "publish": ItemStatus.PUBLISHING,
+}
 STAGE_DONE = {  # the item status once a stage has finished
     "preprocess": ItemStatus.PREPROCESSED,
     "parse": ItemStatus.PARSED,
@@ -100,6 +116,17 @@ STAGE_FAILED = {stage: ItemStatus(f"{stage}_failed") for stage in PIPELINE_STAGE
 FAILED_ITEM_STATUSES = frozenset(STAGE_FAILED.values())
 # An item is done once published or dead-lettered (until a retry sends it again).
 FINISHED_ITEM_STATUSES = FAILED_ITEM_STATUSES | {ItemStatus.PUBLISHED}
+# Not sent to a worker yet, or waiting in a queue: a batch whose items are all here has not started.
+WAITING_ITEM_STATUSES = frozenset({ItemStatus.PENDING, ItemStatus.QUEUED})
+
+
+class BatchState(StrEnum):
+    """A batch as a whole, from its items' statuses (app.crud.batches.batch_progress)."""
+
+    QUEUED = "queued"  # no item has started a stage yet
+    RUNNING = "running"  # some item started, not every item is finished
+    COMPLETED = "completed"  # every item published
+    COMPLETED_WITH_FAILURES = "completed_with_failures"  # every item finished, some dead-lettered
 
 
 class Batch(SQLModel, table=True):

@@ -9,6 +9,7 @@ the ratio, and stops what it started (docs/performance.md).
     python -m bench.hooks           Librarian's signal receivers per task, in process
     python -m bench.validation      validator vs a plain rhino3dm read
     python -m bench.hostile         hostile models through the guard and the sandbox
+    python -m bench.broker          transport CPU per message: kombu stock vs journal vs journal + holders
 
 Run from the repository root (`bench` and `tests` are imported as packages). `support/` holds the
 shared harness and the helper processes, `baselines/` the bare Celery app and the bare API.

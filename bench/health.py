@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             b = [timed_get(bare, "/health-check/celery-ping") for _ in range(args.ping_requests)]
             d = [timed_get(lib, "/health-check/celery?deep=true") for _ in range(args.ping_requests)]
             body = lib.get("/health-check/celery").json()
-            if body["status"] != "ok" or body["count"] != args.workers:
+            if body["status"] != "healthy" or body["count"] != args.workers:
                 raise RuntimeError(f"unexpected /health-check/celery answer: {body}")
             client = stack.redis()
             have = 0

@@ -9,17 +9,19 @@ from contextlib import asynccontextmanager
 import sentry_sdk
 import structlog
 from asgi_correlation_id import CorrelationIdMiddleware
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.datastructures import URL
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import __version__
+from app.api.deps import get_owner
 from app.api.docs_assets import install_docs
 from app.api.errors import install_error_handlers
 from app.api.metrics import install_metrics
 from app.api.routes import agents, batches, diagnostics, health, parts, rulesets, tasks
+from app.api.schemas import ErrorBody
 from app.core.config import settings
 from app.core.db import init_db, session_scope, with_startup_retries
 from app.core.redis import close_async_pool, close_pool
@@ -30,7 +32,13 @@ from app.validation.rulesets import RulesetError
 
 log = structlog.get_logger("librarian.api.access")
 
-api_router = APIRouter(prefix="/api/v1")
+# Every /api/v1 call passes the bearer-token check (API_TOKENS); /health*, /metrics and the docs
+# stay outside it.
+api_router = APIRouter(
+    prefix="/api/v1",
+    dependencies=[Depends(get_owner)],
+    responses={401: {"model": ErrorBody, "description": "Missing or wrong bearer token (API_TOKENS is set)"}},
+)
 api_router.include_router(tasks.router)
 api_router.include_router(parts.router)
 api_router.include_router(batches.router)

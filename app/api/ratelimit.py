@@ -1,5 +1,11 @@
 """Sliding-window rate limits per client (the `limits` library's moving window on Redis).
 
+A client is the token's owner when the request has one (API_TOKENS), otherwise its address. The
+address is the direct peer's, or the one X-Forwarded-For names when that peer is one of
+FORWARDED_ALLOW_IPS: uvicorn's proxy-headers middleware rewrites it before the app sees it
+(`librarian api` passes the setting as uvicorn's --forwarded-allow-ips). Each limiter (uploads,
+batches) has its own budget.
+
 When Redis is unreachable the limiter falls back to an in-process window and the API keeps
 serving (graceful degradation); the switch is logged once each way.
 """
@@ -16,6 +22,7 @@ from limits import RateLimitItem, parse
 from limits.storage import MemoryStorage, RedisStorage
 from limits.strategies import MovingWindowRateLimiter
 
+from app.api.deps import OwnerDep
 from app.core.config import settings
 
 log = structlog.get_logger("librarian.api.ratelimit")
@@ -62,13 +69,15 @@ class RateLimiter:
         return False, max(1, math.ceil(reset_at - time.time()))
 
 
-def client_key(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+def client_key(request: Request, owner: str | None) -> str:
+    if owner is not None:
+        return f"owner:{owner}"
+    return f"ip:{request.client.host if request.client else 'unknown'}"
 
 
-def rate_limit(limiter: RateLimiter) -> Callable[[Request], None]:
-    def dependency(request: Request) -> None:
-        allowed, retry_after = limiter.hit(client_key(request))
+def rate_limit(limiter: RateLimiter) -> Callable[..., None]:
+    def dependency(request: Request, owner: OwnerDep) -> None:
+        allowed, retry_after = limiter.hit(client_key(request, owner))
         if not allowed:
             raise HTTPException(
                 429,
@@ -80,3 +89,4 @@ def rate_limit(limiter: RateLimiter) -> Callable[[Request], None]:
 
 
 upload_limiter = RateLimiter("uploads", settings.RATE_LIMIT_UPLOADS)
+batch_limiter = RateLimiter("batches", settings.RATE_LIMIT_BATCHES)

@@ -8,7 +8,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
-from app.models import ItemStatus
+from app.models import BatchState, ItemStatus
 
 TaskState = Literal["PENDING", "STARTED", "PROGRESS", "RETRY", "SUCCESS", "FAILURE", "REVOKED"]
 
@@ -126,12 +126,19 @@ class BatchStatus(BaseModel):
     batch_id: UUID
     owner: str | None
     ruleset: RulesetChoice | None = None
+    status: BatchState = Field(
+        description="queued: no item started; running: some started, not all finished; completed: every item "
+        "published; completed_with_failures: every item finished, some dead-lettered (`<stage>_failed`)"
+    )
     total: int
-    done: int
-    progress: str
-    percent: float
+    completed: int = Field(description="Items published")
+    failed: int = Field(description="Items dead-lettered (`<stage>_failed`): POST /retry sends them again")
+    in_progress: int = Field(description="Items neither published nor dead-lettered: total - completed - failed")
+    done: int = Field(description="completed + failed: items in a final state")
+    progress: str = Field(description='"done/total"')
+    percent: float = Field(description="100 * done / total, one decimal")
     by_status: dict[str, int] = Field(description="Items per status (an ItemStatus value): they add up to `total`")
-    failures: list[ItemFailure]
+    failures: list[ItemFailure] = Field(description="Up to 100 dead-lettered items")
 
 
 class BatchRetried(BaseModel):

@@ -13,6 +13,7 @@ from celery.canvas import Signature
 from kombu.exceptions import OperationalError as KombuOperationalError
 from redis.exceptions import RedisError
 
+from app.broker.keys import ISSUED_HEADER as ISSUED
 from app.core.errors import DependencyUnavailable
 from app.core.task_registry import forget_issued, record_issued
 
@@ -81,7 +82,7 @@ def submit_many(celery: Celery, client: redis.Redis, messages: Sequence[Message]
                     task_id=message.task_id,
                     producer=producer,
                     retry=False,
-                    **message.options,
+                    **{**message.options, "headers": {**(message.options.get("headers") or {}), ISSUED: "1"}},
                 )
                 sent += 1
                 yield message.task_id

@@ -94,7 +94,12 @@ async def receive_files(
     many parts), 415 (not multipart), 422 (malformed, or a field of another name: a misspelt
     field would otherwise look like "no file"). Temp files are removed on any error; on success
     the caller owns them.
+
+    With a bearer token (app/api/deps.py get_owner), `fields["owner"]` is the token's owner; an
+    `owner` field or X-Librarian-User header naming someone else answers 403.
     """
+    token_owner = getattr(request.state, "owner", None)
+    _check_owner(token_owner, request.headers.get("x-librarian-user"))
     content_type, params = parse_options_header(request.headers.get("content-type", ""))
     boundary = params.get(b"boundary")
     if content_type != b"multipart/form-data" or not boundary:
@@ -203,7 +208,20 @@ async def receive_files(
     except Exception as exc:  # the multipart library's parse errors
         _discard(files, current)
         raise UploadRejected(422, detail=f"malformed multipart body: {type(exc).__name__}") from exc
+    if token_owner is not None:
+        try:
+            _check_owner(token_owner, fields.get("owner"))
+        except UploadRejected:
+            _discard(files, current)
+            raise
+        fields["owner"] = token_owner
     return files, fields
+
+
+def _check_owner(token_owner: str | None, claimed: str | None) -> None:
+    claimed = (claimed or "").strip()[:100]
+    if token_owner is not None and claimed and claimed != token_owner:
+        raise UploadRejected(403, detail=f"this token acts for {token_owner!r}, not for {claimed!r}")
 
 
 def _discard(files: list[ReceivedFile], current: _Part) -> None:

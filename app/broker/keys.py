@@ -44,4 +44,5 @@ CACHE_PREFIX: Final = "librarian:cache:"  # small read-through cache (app/core/c
 # -- Message headers --------------------------------------------------------------------------------
 OWNER_HEADER: Final = "librarian_owner"  # the user a task runs for (pause/resume, status events)
 PUBLISHED_AT_HEADER: Final = "librarian_published_at"  # publish time, for queue-wait metrics
+ISSUED_HEADER: Final = "librarian_issued"  # set on messages the API recorded as issued (task_registry)
 REQUEST_ID_HEADER: Final = "librarian_request_id"  # the API request that published a task, for task logs

@@ -60,6 +60,7 @@ def cmd_api(args: argparse.Namespace) -> None:
     os.environ["LIBRARIAN_PROCESS"] = "api"
     configure_logging("api")
     # log_config=None: uvicorn's loggers keep going through our structlog formatter.
+    # X-Forwarded-For is believed from FORWARDED_ALLOW_IPS only (rate limits key on the client).
     uvicorn.run(
         "app.api.main:app",
         host=args.host or settings.API_HOST,
@@ -67,6 +68,8 @@ def cmd_api(args: argparse.Namespace) -> None:
         workers=args.workers,
         log_config=None,
         access_log=False,
+        proxy_headers=True,
+        forwarded_allow_ips=args.forwarded_allow_ips or settings.FORWARDED_ALLOW_IPS,
     )
 
 
@@ -202,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--host")
     api.add_argument("--port", type=int)
     api.add_argument("--workers", type=int, default=1)
+    api.add_argument("--forwarded-allow-ips", help="proxies whose X-Forwarded-For is believed (FORWARDED_ALLOW_IPS)")
     api.set_defaults(func=cmd_api)
 
     worker = sub.add_parser("worker", help="run a Celery worker (prefork)")
@@ -219,10 +223,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("redis", help="run the embedded Valkey server").set_defaults(func=cmd_redis)
 
+    from app.cli.batches import add_batches_parser  # noqa: PLC0415 (reads settings: after load_settings)
     from app.cli.submit import add_submit_parser  # noqa: PLC0415 (reads settings: after load_settings)
     from app.cli.validate import add_validate_parser  # noqa: PLC0415 (reads settings: after load_settings)
 
     add_submit_parser(sub)
+    add_batches_parser(sub)
     add_validate_parser(sub)
     return parser
 

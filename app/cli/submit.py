@@ -1,5 +1,8 @@
 """`librarian submit FILE... [--wait]`: upload models through the API, show progress and results.
 
+The API token (when the API has API_TOKENS) comes from LIBRARIAN_TOKEN, or `--token` (visible to
+other users in the process list: prefer the variable).
+
 Output: a table on a terminal; tab-separated rows (file, status, errors, warnings, part id or
 reason, never cut) when stdout is not a terminal; `--format json` for scripts. Progress bars go to
 stderr on a terminal only, and are done before the results are printed. Exit code: 0 when every
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -32,7 +36,8 @@ def add_submit_parser(sub: Any) -> None:
     parser.add_argument("--api", default=f"http://{settings.API_HOST}:{settings.API_PORT}", help="API base URL")
     parser.add_argument("--wait", action="store_true", help="wait for every validation and show the results")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds to wait with --wait")
-    parser.add_argument("--owner", help="owner/user id recorded on the parts")
+    parser.add_argument("--owner", help="owner/user id recorded on the parts (with a token: its owner, the default)")
+    parser.add_argument("--token", help="API bearer token (default: $LIBRARIAN_TOKEN)")
     parser.add_argument("--ruleset", help="ruleset name (GET /api/v1/rulesets); default: the API's DEFAULT_RULESET")
     parser.add_argument(
         "--format",
@@ -69,7 +74,9 @@ def cmd_submit(args: argparse.Namespace) -> None:
     console = Console(stderr=True)
     rows: dict[Path, dict[str, Any]] = {}
     output = args.format if args.format != "auto" else ("table" if sys.stdout.isatty() else "plain")
-    with httpx.Client(base_url=args.api, timeout=300) as client, _progress(console) as progress:
+    token = args.token or os.environ.get("LIBRARIAN_TOKEN")
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    with httpx.Client(base_url=args.api, timeout=300, headers=headers) as client, _progress(console) as progress:
         bars = {path: progress.add_task(path.name, total=100) for path in args.files}
         for path in args.files:
             rows[path] = _upload(client, path, args.owner, args.ruleset)

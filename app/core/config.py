@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import computed_field, model_validator
+from pydantic import PrivateAttr, SecretStr, computed_field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = {"changethis", "changeme", "password", "secret", "admin"}
+# An owner name: what API_TOKENS, parts, batches, tasks and the agent brake call a user.
+OWNER_NAME = re.compile(r"[A-Za-z0-9_.@-]{1,100}")
+MIN_TOKEN_LENGTH = 16
 
 QUEUES = ("default", "validation", "pipeline", "maintenance")
 
@@ -30,7 +34,8 @@ def mask_url(url: str | None) -> str | None:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", env_ignore_empty=True, extra="ignore")
+    # hide_input_in_errors: a refused configuration's traceback must not print the secrets it holds.
+    model_config = SettingsConfigDict(env_file=".env", env_ignore_empty=True, extra="ignore", hide_input_in_errors=True)
 
     ENVIRONMENT: Literal["development", "test", "production"] = "development"
     PROJECT_NAME: str = "Librarian"
@@ -54,6 +59,9 @@ class Settings(BaseSettings):
     MAX_TASK_COUNTDOWN: int = 60 * 60
     BROKER_VISIBILITY_TIMEOUT: int = 2 * 60 * 60
     RESULT_EXPIRES: int = 3600
+    # How long the API remembers a task id it issued (app/core/task_registry.py): an id waiting in a
+    # queue or held by a paused agent keeps answering its state, one whose result expired answers 410.
+    ISSUED_TASK_TTL: int = 30 * 24 * 3600
     # A task message missing from every queue and from `unacked` (its worker was killed between
     # taking it and recording it) is republished once seen missing on two sweeps this far apart.
     # 0 turns the publish journal and its recovery off (plain kombu Redis transport).
@@ -74,8 +82,26 @@ class Settings(BaseSettings):
     MAX_ITEMS_PER_BATCH: int = 5000
     # Task messages carry ids, not files: a bigger body is refused by the worker unread.
     MAX_MESSAGE_BYTES: int = 1024 * 1024
-    PIPELINE_RETRY_BACKOFF: int = 2
+    # Retries on transient errors (database, storage, broker), sized to outlast a short outage
+    # (docs/runbook.md, "How long work survives an outage"); every countdown is capped at
+    # MAX_TASK_COUNTDOWN. validate_file: 3 retries TASK_RETRY_DELAY seconds apart. A pipeline
+    # stage: PIPELINE_MAX_RETRIES retries, the n-th after PIPELINE_RETRY_BACKOFF * 2**(n-1) seconds
+    # capped at PIPELINE_RETRY_BACKOFF_MAX, each shortened by a random 0-50 % (jitter); then the
+    # item is dead-lettered (`<stage>_failed`).
+    TASK_RETRY_DELAY: int = 60
+    PIPELINE_RETRY_BACKOFF: int = 150
+    PIPELINE_RETRY_BACKOFF_MAX: int = 600
+    PIPELINE_MAX_RETRIES: int = 3
     RATE_LIMIT_UPLOADS: str = "120/minute"
+    RATE_LIMIT_BATCHES: str = "30/minute"
+    # API authentication (README, "API"): comma-separated `owner:token` pairs. When set, every
+    # /api/v1 call needs `Authorization: Bearer <token>` and acts as the token's owner. Empty: the
+    # API is anonymous, refused in production unless ALLOW_ANONYMOUS=true. A secret: never logged.
+    API_TOKENS: SecretStr = SecretStr("")
+    ALLOW_ANONYMOUS: bool = False
+    # The proxies whose X-Forwarded-For is believed (uvicorn's --forwarded-allow-ips): the client
+    # address, which rate limits key on when a request has no token, is then the one they forward.
+    FORWARDED_ALLOW_IPS: str = "127.0.0.1,::1"
     REPORT_CACHE_TTL: int = 300
 
     WORKER_CONCURRENCY: int = 2
@@ -169,6 +195,34 @@ class Settings(BaseSettings):
     def flower_password_is_placeholder(self) -> bool:
         return self.FLOWER_PASSWORD.lower() in PLACEHOLDER_SECRETS
 
+    _api_tokens: tuple[tuple[str, str], ...] = PrivateAttr(default=())
+
+    @property
+    def api_tokens(self) -> tuple[tuple[str, str], ...]:
+        """(token, owner) pairs from API_TOKENS; empty when the API is anonymous."""
+        return self._api_tokens
+
+    def _parse_api_tokens(self) -> tuple[tuple[str, str], ...]:
+        """API_TOKENS as (token, owner) pairs. Errors name the entry by position, never its token."""
+        pairs: list[tuple[str, str]] = []
+        entries = [e.strip() for e in self.API_TOKENS.get_secret_value().split(",") if e.strip()]
+        for n, entry in enumerate(entries, start=1):
+            owner, _, token = (part.strip() for part in entry.partition(":"))
+            where = f"API_TOKENS entry {n}"
+            if not OWNER_NAME.fullmatch(owner) or not token:
+                raise ValueError(f"{where} is not owner:token (owner: 1-100 of A-Z a-z 0-9 _ . @ -)")
+            if not (token.isascii() and token.isprintable()) or " " in token:
+                raise ValueError(f"{where} ({owner}): the token must be printable ASCII without spaces")
+            if any(token == known for known, _ in pairs):
+                raise ValueError(f"{where} ({owner}): the same token is given to two entries")
+            if self.ENVIRONMENT != "development":
+                if token.lower() in PLACEHOLDER_SECRETS:
+                    raise ValueError(f"{where} ({owner}): the token is a placeholder, set a real secret")
+                if len(token) < MIN_TOKEN_LENGTH:
+                    raise ValueError(f"{where} ({owner}): the token is shorter than {MIN_TOKEN_LENGTH} characters")
+            pairs.append((token, owner))
+        return tuple(pairs)
+
     def _check_secret(self, name: str, value: str) -> None:
         # In development `librarian up` swaps a placeholder for a generated password (var/).
         if value.lower() in PLACEHOLDER_SECRETS and self.ENVIRONMENT != "development":
@@ -177,8 +231,16 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _validate(self) -> Settings:
         self._check_secret("FLOWER_PASSWORD", self.FLOWER_PASSWORD)
+        self._api_tokens = self._parse_api_tokens()
+        if self.ENVIRONMENT == "production" and not self._api_tokens and not self.ALLOW_ANONYMOUS:
+            raise ValueError(
+                "API_TOKENS is empty: production serves the API only with tokens (owner:token,...), "
+                "or without any when ALLOW_ANONYMOUS=true says so"
+            )
         if self.TASK_SOFT_TIME_LIMIT >= self.TASK_TIME_LIMIT:
             raise ValueError("TASK_SOFT_TIME_LIMIT must be lower than TASK_TIME_LIMIT")
+        if self.ISSUED_TASK_TTL <= self.RESULT_EXPIRES:
+            raise ValueError("ISSUED_TASK_TTL must be longer than RESULT_EXPIRES (an id outlives its result)")
         if not self.VALIDATION_TIMEOUT_S > 0:
             raise ValueError("VALIDATION_TIMEOUT_S must be > 0")
         if 0 < self.WORKER_DEAD_AFTER < 5:

@@ -1,7 +1,8 @@
 """The six stages of an import, as plain functions of a file path and earlier outputs.
 
 Each returns a JSON-safe dict stored under the item's `outputs[stage]`; running a stage twice
-overwrites its own output (idempotent). A StageRejected means the input is bad: not retried.
+overwrites its own output (idempotent). A StageRejected means the input is bad: not retried; a
+missing stored file is FileNotFoundError, retried like any storage error.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from app.core.config import settings
-from app.validation import UnreadableModelError
+from app.validation import ModelFileMissingError, UnreadableModelError
 from app.validation.rulesets import Ruleset
 from app.validation.sandbox import Limits
 
@@ -24,10 +25,16 @@ class StageRejected(Exception):
     """The item cannot pass this stage whatever we retry (bad input)."""
 
 
+def _missing(path: Path) -> FileNotFoundError:
+    """The stored file is not there: storage trouble (not mounted, not synced yet), retried as a
+    transient error in every stage, not bad input."""
+    return FileNotFoundError(f"stored file is missing: {path.name}")
+
+
 def preprocess(path: Path) -> dict[str, Any]:
     """Size and type checks, and the checksum."""
     if not path.is_file():
-        raise FileNotFoundError(f"stored file is missing: {path.name}")
+        raise _missing(path)
     size = path.stat().st_size
     if size == 0:
         raise StageRejected("the file is empty")
@@ -52,6 +59,8 @@ def _sandboxed(read: Callable[[Path], dict[str, Any]], path: Path) -> dict[str, 
 
     try:
         outcome, _ = run_guarded(read, path, limits=Limits(*settings.validation_limits))
+    except ModelFileMissingError as exc:
+        raise _missing(path) from exc
     except UnreadableModelError as exc:
         raise StageRejected(exc.reason) from exc
     if outcome.kind == "value":
@@ -133,5 +142,7 @@ def validate(path: Path, *, ruleset: Ruleset | None = None, file_name: str | Non
         return validate_guarded(
             path, limits=limits, ruleset=ruleset, file_name=file_name, max_report_bytes=settings.MAX_REPORT_BYTES
         )
+    except ModelFileMissingError as exc:
+        raise _missing(path) from exc
     except UnreadableModelError as exc:
         raise StageRejected(exc.reason) from exc

@@ -1,12 +1,96 @@
-"""Batches through the six-stage pipeline with a real worker: statuses, counts, retry, idempotency."""
+"""Batches through the six-stage pipeline with a real worker: statuses, counts, retry, idempotency.
+
+This module runs its own API and worker on Redis database 5 (no other worker takes its tasks) with
+retries of 1-2 s instead of minutes (docs/runbook.md, "How long work survives an outage"); they
+share the session's database and storage.
+"""
 
 from __future__ import annotations
 
+import json
+import re
+import secrets
 import time
 
+import httpx
 import pytest
 
+from tests.conftest import stack_env, start_api, start_worker
+
 pytestmark = pytest.mark.integration
+
+REDIS_DB = 5
+FAST_RETRIES = {"TASK_RETRY_DELAY": "1", "PIPELINE_RETRY_BACKOFF": "1", "PIPELINE_RETRY_BACKOFF_MAX": "2"}
+BATCH_STATES = {"queued", "running", "completed", "completed_with_failures"}
+
+
+@pytest.fixture(scope="module")
+def env(broker):
+    return stack_env(REDIS_URL=broker.db_url(REDIS_DB), **FAST_RETRIES)
+
+
+@pytest.fixture(scope="module")
+def worker(env):
+    process = start_worker(f"batches{secrets.token_hex(3)}", env=env)
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture(scope="module")
+def api(env):
+    process, base = start_api("api-batches", env=env)
+    process.base_url = base
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture(scope="module")
+def http(api):
+    with httpx.Client(base_url=api.base_url, timeout=10) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def celery(env):
+    """A producer on this module's broker database, configured like Librarian's app."""
+    from celery import Celery
+
+    from app.worker.celery_app import celery_app
+
+    producer = Celery("batches-producer", set_as_current=False)
+    producer.conf.update(celery_app.conf.table(with_defaults=False))
+    producer.conf.update(broker_url=env["REDIS_URL"], result_backend=env["REDIS_URL"])
+    try:
+        yield producer
+    finally:
+        producer.close()
+
+
+def worker_events(worker, event: str, after: int = 0) -> list[dict]:
+    """The worker's JSON log lines for `event`, from character `after` of its output on."""
+    lines = []
+    for line in worker.output()[after:].splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and record.get("event") == event:
+            lines.append(record)
+    return lines
+
+
+def check_totals(body: dict) -> None:
+    """What every batch answer must hold, whenever it is read."""
+    assert body["status"] in BATCH_STATES, body
+    assert body["completed"] + body["failed"] + body["in_progress"] == body["total"], body
+    assert body["done"] == body["completed"] + body["failed"], body
+    assert sum(body["by_status"].values()) == body["total"], body
+    assert body["completed"] == body["by_status"].get("published", 0), body
+
 
 MIX = {  # fixture → final item status
     "valid_part": "published",
@@ -27,6 +111,7 @@ def wait_done(http, batch_id: str, timeout: float = 90) -> list[dict]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         body = http.get(f"/api/v1/batches/{batch_id}").json()
+        check_totals(body)
         polls.append(body)
         if body["done"] == body["total"]:
             return polls
@@ -48,6 +133,7 @@ def items_of(batch_id: str):
 
 
 def test_mixed_batch_reaches_the_right_statuses_and_counts_always_add_up(http, worker, models):
+    mark = len(worker.output())
     answer = post_batch(http, [models[name] for name in MIX])
     assert answer.status_code == 202, answer.text
     batch_id = answer.json()["batch_id"]
@@ -63,6 +149,14 @@ def test_mixed_batch_reaches_the_right_statuses_and_counts_always_add_up(http, w
         assert sum(poll["by_status"].values()) == 5, poll
     final = polls[-1]
     assert final["progress"] == "5/5" and final["percent"] == 100.0
+    assert (final["status"], final["completed"], final["failed"], final["in_progress"]) == (
+        "completed_with_failures",
+        2,
+        3,
+        0,
+    )
+    assert {p["status"] for p in polls} <= {"queued", "running", "completed_with_failures"}
+    assert http.get(f"/api/v1/batches/{batch_id}/status").json() == final
     items = items_of(batch_id)
     assert {name: items[f"{name}.3dm"].status for name in MIX} == MIX
     failures = {f["filename"]: f for f in final["failures"]}
@@ -73,9 +167,62 @@ def test_mixed_batch_reaches_the_right_statuses_and_counts_always_add_up(http, w
     part = http.get(f"/api/v1/parts/{published.part_id}").json()
     assert part["status"] == "validated"
     assert http.get(f"/api/v1/parts/{items['bad_names.3dm'].part_id}").json()["status"] == "rejected"
+    # One "item dead-lettered" line per failed item: bad input, so a warning, not retried.
+    dead = {r["item_id"]: r for r in worker_events(worker, "item dead-lettered", mark)}
+    failed_ids = {str(items[name].id): name for name in failures}
+    assert set(dead) == set(failed_ids)
+    not_3dm = dead[str(items["not_3dm.3dm"].id)]
+    assert not_3dm["batch_id"] == batch_id and not_3dm["stage"] == "preprocess"
+    assert not_3dm["level"] == "warning" and not_3dm["reason"] == "rejected"
+    assert (not_3dm["error"], not_3dm["error_message"]) == ("StageRejected", "not a Rhino .3dm file (bad header)")
+    assert {dead[i]["stage"] for i in failed_ids if i != not_3dm["item_id"]} == {"parse"}
 
 
-def test_retry_recovers_items_once_the_cause_is_fixed(http, worker, models):
+def test_in_progress_stage_states_are_set_when_a_stage_starts(http, worker, models):
+    """Each stage writes its running status (`parsing`, ...) when it starts, then its done status."""
+    from tests.utils.processes import wait_until
+
+    batch_id = post_batch(http, [models["valid_part"]]).json()["batch_id"]
+    wait_done(http, batch_id)
+    (item,) = items_of(batch_id).values()
+    set_status(item, "parse_failed", "parse")
+    seen: list[str] = []
+
+    def published_again() -> bool:  # the item's status at each change, read as often as we can
+        status = items_of(batch_id)[item.filename].status
+        if not seen or seen[-1] != status:
+            seen.append(status)
+        return status == "published"
+
+    assert http.post(f"/api/v1/batches/{batch_id}/retry").json()["retried"] == 1
+    wait_until(published_again, timeout=60, interval=0.005, message=f"never published again: {seen}")
+    order = ["queued", "parsing", "parsed", "classifying", "classified", "extracting", "extracted"]
+    order += ["validating", "validated", "publishing", "published"]
+    assert set(seen) <= set(order) and seen == sorted(seen, key=order.index), seen
+    assert {"parsing", "classifying", "extracting", "validating", "publishing"} & set(seen), seen
+
+
+def set_status(item, status: str, stage: str) -> None:
+    """Put an item in a dead-letter state by hand, as if `stage` had failed."""
+    from sqlmodel import Session
+
+    from app.core.db import get_engine
+
+    with Session(get_engine()) as session:
+        row = session.get(type(item), item.id)
+        row.status, row.failed_stage = status, stage
+        session.add(row)
+        session.commit()
+
+
+RETRY_IN = re.compile(r"^Retry in ([0-9.]+)s: FileNotFoundError")
+
+
+def test_a_stage_that_fails_transiently_retries_with_growing_waits_then_is_dead_lettered_and_retry_recovers_it(
+    http, worker, models
+):
+    """Retries at PIPELINE_RETRY_BACKOFF=1 doubling to PIPELINE_RETRY_BACKOFF_MAX=2 (each cut by up to
+    half): nominal 1, 2, 2 s. Meanwhile the item stays `preprocessing` and the batch `running`."""
     from app.core.storage import resolve_in_storage
 
     answer = post_batch(http, [models["valid_part"]])
@@ -83,29 +230,61 @@ def test_retry_recovers_items_once_the_cause_is_fixed(http, worker, models):
     wait_done(http, batch_id)
     (item,) = items_of(batch_id).values()
     assert item.status == "published"
-    # Break it (the stored file disappears), rerun from the start: it fails after its retries...
+    assert http.get(f"/api/v1/batches/{batch_id}/status").json()["status"] == "completed"
+    # Break it (the stored file disappears: an OSError, retried), rerun from the start...
     stored = resolve_in_storage(item.storage_key)
     content = stored.read_bytes()
     stored.unlink()
-    from sqlmodel import Session
-
-    from app.core.db import get_engine
-
-    with Session(get_engine()) as session:
-        row = session.get(type(item), item.id)
-        row.status, row.failed_stage = "preprocess_failed", "preprocess"
-        session.add(row)
-        session.commit()
+    set_status(item, "preprocess_failed", "preprocess")
+    mark = len(worker.output())
+    started = time.monotonic()
     assert http.post(f"/api/v1/batches/{batch_id}/retry").json()["retried"] == 1
-    wait_done(http, batch_id, timeout=120)
+    worker.wait_for(r'"event": "task retried"', timeout=30, after=mark)
+    waiting = http.get(f"/api/v1/batches/{batch_id}/status").json()
+    assert waiting["by_status"] == {"preprocessing": 1}, waiting
+    assert (waiting["status"], waiting["in_progress"], waiting["completed"], waiting["failed"]) == ("running", 1, 0, 0)
+    # ...it fails after its retries: dead-lettered, one line saying so.
+    polls = wait_done(http, batch_id, timeout=60)
+    elapsed = time.monotonic() - started
     (item,) = items_of(batch_id).values()
     assert item.status == "preprocess_failed" and "missing" in item.error
-    # ...then fix the cause and retry: it goes all the way.
+    final = polls[-1]
+    assert (final["status"], final["failed"], final["in_progress"]) == ("completed_with_failures", 1, 0)
+    retried = [r for r in worker_events(worker, "task retried", mark) if r["task_name"].endswith(".preprocess")]
+    waits = [float(RETRY_IN.match(r["reason"]).group(1)) for r in retried]
+    assert [r["retries"] for r in retried] == [0, 1, 2]
+    for wait, nominal in zip(waits, [1, 2, 2], strict=True):  # doubling, capped at the maximum
+        assert nominal / 2 - 0.05 <= wait <= nominal, waits
+    assert elapsed >= sum(waits)
+    (dead,) = worker_events(worker, "item dead-lettered", mark)
+    assert dead["level"] == "error" and dead["reason"] == "retries exhausted"
+    assert (dead["item_id"], dead["batch_id"], dead["stage"]) == (str(item.id), batch_id, "preprocess")
+    assert dead["error"] == "FileNotFoundError" and "missing" in dead["error_message"]
+    # Fix the cause and retry: it goes all the way.
     stored.write_bytes(content)
     assert http.post(f"/api/v1/batches/{batch_id}/retry").json()["retried"] == 1
-    wait_done(http, batch_id)
+    assert wait_done(http, batch_id)[-1]["status"] == "completed"
     (item,) = items_of(batch_id).values()
     assert item.status == "published"
+
+
+def test_a_stage_recovers_when_the_cause_goes_away_during_its_retries(http, worker, models):
+    from app.core.storage import resolve_in_storage
+
+    batch_id = post_batch(http, [models["valid_part"]]).json()["batch_id"]
+    wait_done(http, batch_id)
+    (item,) = items_of(batch_id).values()
+    stored = resolve_in_storage(item.storage_key)
+    content = stored.read_bytes()
+    stored.unlink()
+    set_status(item, "parse_failed", "parse")
+    mark = len(worker.output())
+    assert http.post(f"/api/v1/batches/{batch_id}/retry").json()["retried"] == 1
+    worker.wait_for(r'"event": "task retried"', timeout=30, after=mark)
+    stored.write_bytes(content)  # storage is back before the retries run out
+    assert wait_done(http, batch_id)[-1]["status"] == "completed"
+    assert items_of(batch_id)[item.filename].status == "published"
+    assert worker_events(worker, "item dead-lettered", mark) == []
 
 
 def test_running_a_stage_twice_leaves_the_same_rows(http, worker, models, celery):
@@ -147,6 +326,7 @@ def test_unknown_batch_is_404_and_empty_batch_422(http):
     import uuid
 
     assert http.get(f"/api/v1/batches/{uuid.uuid4()}").status_code == 404
+    assert http.get(f"/api/v1/batches/{uuid.uuid4()}/status").status_code == 404
     assert http.post(f"/api/v1/batches/{uuid.uuid4()}/retry").status_code == 404
     assert http.post("/api/v1/batches", files={"owner": (None, "x")}).status_code == 422
 
@@ -199,7 +379,9 @@ def test_a_paused_owners_batch_is_held_then_finishes_on_resume(http, worker, mod
         timeout=10,
         message="the batch's first stage was not held",
     )
-    assert http.get(f"/api/v1/batches/{batch_id}").json()["by_status"] == {"queued": 1}
+    held = http.get(f"/api/v1/batches/{batch_id}").json()
+    assert held["by_status"] == {"queued": 1}
+    assert (held["status"], held["in_progress"], held["done"]) == ("queued", 1, 0)
     assert http.post(f"/api/v1/agents/{owner}/resume").json()["released_tasks"] == 1
     assert wait_done(http, batch_id)[-1]["by_status"] == {"published": 1}
 

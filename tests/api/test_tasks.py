@@ -10,7 +10,7 @@ import pytest
 pytestmark = pytest.mark.integration
 
 
-def poll(http, task_id: str, until: set[str], timeout: float = 20.0) -> list[dict]:
+def poll(http, task_id: str, until: set[str], timeout: float = 20.0, interval: float = 0.05) -> list[dict]:
     seen: list[dict] = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -18,7 +18,7 @@ def poll(http, task_id: str, until: set[str], timeout: float = 20.0) -> list[dic
         seen.append(body)
         if body["status"] in until:
             return seen
-        time.sleep(0.05)
+        time.sleep(interval)
     raise AssertionError(f"task {task_id} never reached {until}: last {seen[-1:]}")
 
 
@@ -49,6 +49,31 @@ def test_result_is_409_while_the_task_is_not_finished(http, worker):
     assert answer.status_code == 409
     assert "not finished" in answer.json()["detail"]
     poll(http, task_id, {"SUCCESS"}, timeout=30)
+
+
+def test_progress_message_is_the_task_message_or_its_stage():
+    from app.api.routes.tasks import _progress
+
+    demo, validate, parse = "librarian.demo.process", "librarian.validation.validate_file", "librarian.pipeline.parse"
+    assert _progress(demo, "PROGRESS", {"percent": 40, "message": "step 2/5: Hello"}) == (40, "step 2/5: Hello")
+    assert _progress(validate, "PROGRESS", {"percent": 92, "stage": "geometry", "part_id": "p"}) == (92, "geometry")
+    assert _progress(parse, "STARTED", {"pid": 1}) == (0, "parse")
+    assert _progress(validate, "STARTED", {"pid": 1}) == (0, None)
+    assert _progress(parse, "RETRY", OSError("disk")) == (None, "OSError: disk")
+    assert _progress(parse, "SUCCESS", {"item_id": "i"}) == (100, None)
+
+
+def test_a_validation_answers_its_current_stage_as_message(http, worker, models):
+    from tests.utils.api import upload
+
+    task_id = upload(http, models["large_model"]).json()["task_id"]
+    seen = poll(http, task_id, {"SUCCESS", "FAILURE"}, timeout=60, interval=0.01)
+    assert seen[-1]["status"] == "SUCCESS", seen[-1]
+    assert seen[-1]["task_name"] == "librarian.validation.validate_file"
+    progress = [s for s in seen if s["status"] == "PROGRESS"]
+    assert progress, [s["status"] for s in seen]
+    stages = {"reading", "metadata", "nomenclature", "geometry", "done"}
+    assert all(s["message"] in stages for s in progress), progress
 
 
 def test_unknown_task_id_is_404_not_pending(http):
@@ -209,3 +234,90 @@ def test_malformed_body_answers_4xx_json(http):
 def test_every_api_answer_carries_a_request_id(http):
     answer = http.get("/health")
     assert len(answer.headers["x-request-id"]) >= 32
+
+
+# -- Issued ids outlive their results (RESULT_EXPIRES): 404 never issued, 410 expired, else the state --
+
+SHORT_RESULT_EXPIRES = 2
+
+
+@pytest.fixture(scope="module")
+def short_results(broker):
+    """An API and a worker whose results expire after 2 s, on Redis database 4 (flushed), and a
+    client on that database."""
+    import httpx
+    import redis
+
+    from tests.conftest import stack_env, start_api, start_worker
+
+    url = broker.db_url(4)
+    env = stack_env(REDIS_URL=url, RESULT_EXPIRES=str(SHORT_RESULT_EXPIRES))
+    api, base = start_api("api-short-results", env=env)
+    worker = None
+    try:
+        worker = start_worker("short-results", env=env)
+        with httpx.Client(base_url=base, timeout=10) as client:
+            yield client, redis.Redis.from_url(url, socket_timeout=5)
+    finally:
+        if worker is not None:
+            worker.stop()
+        api.stop()
+
+
+def test_a_finished_task_whose_result_expired_answers_410(short_results):
+    from app.core.task_registry import issued
+    from tests.utils.processes import wait_until
+
+    http, client = short_results
+    task_id = http.post("/api/v1/tasks/test", params={"steps": 1}).json()["task_id"]
+    # Not a single GET until then: the worker, not the API, marks the id finished.
+    wait_until(
+        lambda: issued(client, task_id).finished, timeout=20, message="the worker never marked the task finished"
+    )
+    assert http.get(f"/api/v1/tasks/{task_id}").json()["status"] == "SUCCESS"
+    gone = wait_until(
+        lambda: (r := http.get(f"/api/v1/tasks/{task_id}")).status_code == 410 and r,
+        timeout=SHORT_RESULT_EXPIRES + 8,
+        message="the expired result did not answer 410",
+    )
+    assert gone.headers["content-type"].startswith("application/json")
+    detail = gone.json()["detail"]
+    assert task_id in detail and "result expired" in detail, detail
+    for method, path in (("GET", f"/api/v1/tasks/{task_id}/result"), ("DELETE", f"/api/v1/tasks/{task_id}")):
+        answer = http.request(method, path)
+        assert answer.status_code == 410 and "result expired" in answer.json()["detail"], (method, answer.text)
+    assert http.get(f"/api/v1/tasks/{uuid.uuid4()}").status_code == 404
+
+
+def test_a_task_queued_longer_than_result_expires_answers_its_state(short_results):
+    http, _ = short_results
+    # Two 6 s jobs fill the worker's two pool slots: the next one waits in its queue.
+    blockers = [http.post("/api/v1/tasks/test", params={"message": "blocker", "steps": 30}).json() for _ in range(2)]
+    for blocker in blockers:
+        poll(http, blocker["task_id"], {"PROGRESS"})
+    task_id = http.post("/api/v1/tasks/test", params={"message": "patient", "steps": 1}).json()["task_id"]
+    time.sleep(SHORT_RESULT_EXPIRES + 1)  # where the id used to be forgotten (404 "never issued")
+    waiting = http.get(f"/api/v1/tasks/{task_id}")
+    assert waiting.status_code == 200, waiting.text
+    body = waiting.json()
+    assert body["status"] == "PENDING" and body["held"] is False, body
+    assert body["task_name"] == "librarian.demo.process"
+    assert poll(http, task_id, {"SUCCESS", "FAILURE"}, timeout=30)[-1]["status"] == "SUCCESS"
+
+
+def test_a_task_held_longer_than_result_expires_answers_held(short_results):
+    from tests.utils.processes import wait_until
+
+    http, _ = short_results
+    owner = f"patient-{uuid.uuid4().hex[:8]}"
+    assert http.post(f"/api/v1/agents/{owner}/pause").status_code == 200
+    submitted_at = time.monotonic()
+    task_id = http.post("/api/v1/tasks/test", params={"steps": 1, "owner": owner}).json()["task_id"]
+    wait_until(lambda: http.get(f"/api/v1/tasks/{task_id}").json()["held"], timeout=10, message="never held")
+    time.sleep(max(0.0, submitted_at + SHORT_RESULT_EXPIRES + 1 - time.monotonic()))
+    answer = http.get(f"/api/v1/tasks/{task_id}")
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["status"] == "PENDING" and body["held"] is True and owner in body["message"], body
+    assert http.post(f"/api/v1/agents/{owner}/resume").json()["released_tasks"] == 1
+    assert poll(http, task_id, {"SUCCESS", "FAILURE"}, timeout=30)[-1]["status"] == "SUCCESS"

@@ -90,7 +90,7 @@ def test_celery_health_is_503_when_every_live_worker_is_stalled(broker, client):
         )
         client.zadd(INDEX_KEY, {"w1": now})
         healthy = httpx.get(f"{base}/health-check/celery").json()
-        assert healthy["status"] == "ok" and healthy["workers"][0]["stalled"] is False  # nothing waits
+        assert healthy["status"] == "healthy" and healthy["workers"][0]["stalled"] is False  # nothing waits
 
         waiting_message(client, "default", now - 90)
         stalled = httpx.get(f"{base}/health-check/celery")

@@ -153,7 +153,8 @@ def test_an_expected_rejection_is_one_line_without_a_traceback(run):
     assert rejected["task_name"] == "librarian.pipeline.preprocess"
     assert "exception" not in rejected
     about_it = [r for r in records if r.get("task_id") == rejected["task_id"]]
-    assert [r["event"] for r in about_it] == ["task received", "task started", "task rejected"], about_it
+    expected = ["task received", "task started", "item dead-lettered", "task rejected"]
+    assert [r["event"] for r in about_it] == expected, about_it
     errors = [r for r in records if r["level"] in ("error", "critical")]
     assert errors == []
     assert "raised unexpected" not in run["output"]

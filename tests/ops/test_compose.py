@@ -15,6 +15,8 @@ import jsonschema
 import pytest
 import yaml
 
+from app.core.config import Settings
+
 from .helpers import ROOT
 
 CORE = ROOT / "docker-compose.yml"
@@ -30,6 +32,24 @@ SECRET_KEY = re.compile(r"PASSWORD|SECRET|TOKEN|CREDENTIAL|DSN|(^|_)KEY$|(^|_)AU
 REFERENCE = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?P<op>:?[-?+])?(?P<arg>[^}]*)\}")
 ONLY_A_REFERENCE = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*(:?[?-][^}]*)?\}$")
 URL_PASSWORD = re.compile(r"^[a-z][a-z0-9+.-]*://[^:/@]*:(?P<password>.+)@[^@]+$")
+ASSIGNMENT = re.compile(r"^(?P<comment>\s*#)?\s*(?P<name>[A-Z][A-Z0-9_]*)=", re.MULTILINE)
+# An image tag names at least major.minor: `7-alpine` or `16` float across releases.
+PINNED_TAG = re.compile(r"^v?\d+\.\d+")
+# Settings compose sets in an app container over .env, each with its reason. Any other setting
+# in `environment:` may only pass the variable through (${NAME}, ${NAME:?...}, ${NAME:-...}).
+COMPOSE_SETS: dict[str, str] = {
+    "ENVIRONMENT": "the stack is a production deployment: placeholder secrets are refused",
+    "REDIS_URL": "the in-network Redis (service redis), with REDIS_PASSWORD",
+    "DATABASE_URL": "the in-network PostgreSQL (service db), with POSTGRES_PASSWORD",
+    "VAR_DIR": "the container's own state directory, writable by the image user",
+    "STORAGE_DIR": "where the shared uploads volume is mounted",
+    "API_HOST": "the container's interface, behind the port published on 127.0.0.1",
+    "API_PORT": "the published port, the healthcheck and Prometheus' target api:8000",
+    "WORKER_METRICS_HOST": "Prometheus scrapes the worker over the compose network",
+    "WORKER_METRICS_PORT": "Prometheus' target worker:9808 (prometheus/prometheus.yml)",
+    "FLOWER_HOST": "the container's interface, behind the port published on 127.0.0.1",
+    "FLOWER_PORT": "the published port, the healthcheck and Prometheus' target flower:5555",
+}
 
 
 def load(path):
@@ -55,6 +75,30 @@ def environment(service) -> dict[str, str]:
 def command_args(service) -> list[str]:
     command = service.get("command") or []
     return command.split() if isinstance(command, str) else [str(arg) for arg in command]
+
+
+def app_services():
+    """The containers that run Librarian itself (`librarian <part>`)."""
+    return [
+        (where, name, service) for where, name, service in all_services() if command_args(service)[:1] == ["librarian"]
+    ]
+
+
+def env_files(service) -> list[str]:
+    entries = service.get("env_file") or []
+    entries = [entries] if isinstance(entries, str) else entries
+    return [(entry if isinstance(entry, str) else entry["path"]).removeprefix("./") for entry in entries]
+
+
+def passes_through(name: str, value: str) -> bool:
+    """`${NAME}`, `${NAME:?...}` or `${NAME:-...}`: compose reads .env for it as well."""
+    ref = REFERENCE.match(value)
+    return bool(ONLY_A_REFERENCE.match(value) and ref and ref["name"] == name)
+
+
+def pinned(image: str) -> bool:
+    tag = image.partition("@")[0].rsplit("/", 1)[-1].partition(":")[2]
+    return "${" not in image and tag != "latest" and bool(PINNED_TAG.match(tag))
 
 
 # --------------------------------------------------------------------------- schema
@@ -241,3 +285,66 @@ def test_image_lock_file_has_the_database_driver():
         "requirements.lock lacks psycopg2: lock the `postgres` extra too,"
         " or the compose stack cannot reach its database"
     )
+
+
+# --------------------------------------------------------------------------- settings and images
+def test_every_setting_reaches_every_app_container_from_env():
+    fields = set(Settings.model_fields)
+    assert set(COMPOSE_SETS) <= fields, sorted(set(COMPOSE_SETS) - fields)
+    apps = app_services()
+    assert {name for _, name, _ in apps} >= {"api", "worker", "beat", "flower"}
+    used = set()
+    for where, name, service in apps:
+        assert ".env" in env_files(service), f"{where}: env_file must include .env"
+        assert command_args(service) == ["librarian", name], f"{where}: flags would override settings from .env"
+        for key, value in environment(service).items():
+            if key in fields and not passes_through(key, value):
+                assert key in COMPOSE_SETS, (
+                    f"{where}: {key}={value} overrides .env (pass ${{{key}}} through, or list it)"
+                )
+                used.add(key)
+    assert used == set(COMPOSE_SETS), f"COMPOSE_SETS lists what no container sets: {sorted(set(COMPOSE_SETS) - used)}"
+
+
+def test_pass_through_and_pin_rules_are_not_vacuous():
+    assert passes_through("LOG_LEVEL", "${LOG_LEVEL:-INFO}") and passes_through("X", "${X:?set X}")
+    assert not passes_through("LOG_LEVEL", "INFO") and not passes_through("LOG_LEVEL", "${OTHER}")
+    assert (
+        pinned("redis:7.4.2-alpine") and pinned("oliver006/redis_exporter:v1.63.0") and pinned("postgres:16.6-alpine")
+    )
+    for image in ("redis:7-alpine", "postgres:16", "redis/redisinsight:latest", "grafana/grafana", "x:${TAG:-1.0}"):
+        assert not pinned(image), image
+
+
+def test_every_image_is_pinned_to_a_release():
+    for where, _, service in all_services():
+        image = str(service.get("image", ""))
+        if "build" in service:  # built from this repository's Dockerfile, named by LIBRARIAN_IMAGE_TAG
+            assert image.startswith("librarian:"), where
+            continue
+        assert pinned(image), f"{where}: pin {image!r} to a release tag (at least major.minor, not latest)"
+
+
+def test_env_example_documents_every_setting():
+    documented = {match["name"] for match in ASSIGNMENT.finditer((ROOT / ".env.example").read_text())}
+    missing = set(Settings.model_fields) - documented
+    assert not missing, f".env.example lacks {sorted(missing)} (a one-line comment and the default each)"
+
+
+def test_copying_env_example_keeps_what_the_image_sets():
+    """env_file wins over the image's ENV: a setting the Dockerfile fixes must stay commented out in
+    .env.example, or compose must set it, or `cp .env.example .env` breaks the containers."""
+    dockerfile = DOCKERFILE.read_text().replace("\\\n", " ")
+    image_env = {
+        name
+        for line in dockerfile.splitlines()
+        if line.upper().startswith("ENV ")
+        for name in re.findall(r"([A-Z][A-Z0-9_]*)=", line)
+    }
+    example = (ROOT / ".env.example").read_text()
+    uncommented = {match["name"] for match in ASSIGNMENT.finditer(example) if not match["comment"]}
+    clash = image_env & set(Settings.model_fields) & uncommented
+    assert "VAR_DIR" in image_env
+    for where, _, service in app_services():
+        lost = clash - set(environment(service))
+        assert not lost, f"{where}: .env.example would replace the image's {sorted(lost)}"

@@ -2,10 +2,11 @@
 
 The test holds `BEGIN EXCLUSIVE` on the stack's SQLite file for 10 s. Uploaded parts are queued
 before the lock and the worker starts under it: `librarian.validation.validate_file` retries on
-OperationalError with backoff and must validate every part once the lock is gone (no part left
-`processing`). `librarian.demo.db_roundtrip` has no retry: its tasks are expected to end FAILURE
-(visible, not silently lost). An upload made while the database is locked must answer 503 JSON,
-must not stall the rest of the API, and must leave no orphan file in storage.
+OperationalError, TASK_RETRY_DELAY apart (2 s here, 60 s by default), and must validate every part
+once the lock is gone (no part left `processing`). `librarian.demo.db_roundtrip` has no retry: its
+tasks are expected to end FAILURE (visible, not silently lost). An upload made while the database
+is locked must answer 503 JSON, must not stall the rest of the API, and must leave no orphan file in
+storage.
 """
 
 from __future__ import annotations
@@ -23,12 +24,13 @@ pytestmark = pytest.mark.integration
 
 PARTS = 4
 LOCK_SECONDS = 10.0
+RETRY_DELAY = 2
 FINISHED = {"validated", "rejected", "failed"}
 
 
 @pytest.fixture(scope="module")
 def stack(broker):
-    with Stack("db-lock", redis_db_url(broker, 8)) as stack:
+    with Stack("db-lock", redis_db_url(broker, 8), TASK_RETRY_DELAY=str(RETRY_DELAY)) as stack:
         yield stack
 
 
@@ -90,7 +92,8 @@ def test_tasks_retry_through_a_database_lock_and_nothing_is_lost(stack, models):
     finished_after = time.monotonic() - released_at
     attempts = [httpx.get(f"{base}/api/v1/parts/{p}").json()["attempts"] for p in part_ids]
     probe_states = [r.state for r in probes]
-    retries = worker.output().count('"event": "task retried"')
+    retried = [r for r in worker.json_lines() if r.get("event") == "task retried"]
+    retries = len(retried)
     during = upload_answer["r"]
     stray = {p for p in stack.storage_dir.rglob("*") if p.is_file()} - files_before
     known = {row[0] for row in stack.sql("SELECT storage_key FROM part")}
@@ -114,6 +117,11 @@ def test_tasks_retry_through_a_database_lock_and_nothing_is_lost(stack, models):
     )
     assert all(v == "validated" for v in final.values()), final
     assert retries >= 1
+    validation_retries = [r for r in retried if r["task_name"] == "librarian.validation.validate_file"]
+    assert validation_retries and all(
+        r["reason"].startswith(f"Retry in {RETRY_DELAY}s: OperationalError") for r in validation_retries
+    ), validation_retries
+    assert max(r["retries"] for r in validation_retries) < 3  # recovered within its 3 retries
     assert during.status_code == 503 and during.json()["dependency"] == "database"
     assert not orphans, f"files left in storage by refused uploads: {orphans}"
     assert max(health_latency) < 1.0, (

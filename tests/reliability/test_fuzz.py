@@ -3,6 +3,8 @@
 `st run --mode all` with the checks not_a_server_error and response_schema_conformance, at least
 1,000 generated cases (examples, coverage, fuzzing and stateful phases), a fixed seed
 (LIBRARIAN_FUZZ_SEED) so a failure reproduces. A worker runs, so health answers 200 as in service.
+The API requires tokens (API_TOKENS) and every request carries one (`-H "Authorization: Bearer …"`);
+the check ignored_auth sends some without it or with a wrong one and wants them refused.
 
 Excluded, with the reason:
 * GET /api/v1/agents/{user_id}/events: a server-sent-events stream that never ends by design;
@@ -14,6 +16,7 @@ from __future__ import annotations
 import collections
 import json
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -28,11 +31,12 @@ pytestmark = pytest.mark.integration
 EXAMPLES = int(os.environ.get("LIBRARIAN_FUZZ_EXAMPLES", "40"))
 SEED = int(os.environ.get("LIBRARIAN_FUZZ_SEED", "20261123"))
 EXCLUDED_PATHS = ["/api/v1/agents/{user_id}/events"]
+TOKEN = secrets.token_urlsafe(24)
 
 
 @pytest.fixture(scope="module")
 def fuzz_run(broker):
-    stack = Stack("fuzz", redis_db_url(broker, 15))
+    stack = Stack("fuzz", redis_db_url(broker, 15), API_TOKENS=f"fuzz:{TOKEN}")
     try:
         _, base = stack.start_api("api")
         stack.start_worker("fz")
@@ -43,7 +47,7 @@ def fuzz_run(broker):
             "run",
             f"{base}/openapi.json",
             "--checks",
-            "not_a_server_error,response_schema_conformance",
+            "not_a_server_error,response_schema_conformance,ignored_auth",
             "--mode",
             "all",
             "--max-examples",
@@ -59,6 +63,8 @@ def fuzz_run(broker):
             "--report-dir",
             str(report_dir),
             "--continue-on-failure",
+            "--header",
+            f"Authorization: Bearer {TOKEN}",
         ]
         for path in EXCLUDED_PATHS:
             argv += ["--exclude-path", path]
@@ -66,7 +72,7 @@ def fuzz_run(broker):
         done = subprocess.run(argv, capture_output=True, text=True, timeout=600, cwd=stack.root)
         elapsed = time.monotonic() - started
         (ndjson,) = report_dir.glob("*.ndjson")
-        yield parse(ndjson), done, elapsed, " ".join(argv[1:]).replace(base, "$API")
+        yield parse(ndjson), done, elapsed, " ".join(argv[1:]).replace(base, "$API").replace(TOKEN, "$TOKEN")
     finally:
         stack.stop()
 
@@ -109,8 +115,16 @@ def test_fuzzing_generates_1000_cases_and_no_server_error(fuzz_run):
         excluded=EXCLUDED_PATHS,
         command=command,
     )
-    assert total >= 1000, f"only {total} cases generated:\n{done.stdout[-3000:]}"
+    assert total >= 1000, f"only {total} cases generated:\n" + done.stdout[-3000:].replace(TOKEN, "$TOKEN")
     assert five_xx == 0, results["server_errors"][:10]
+
+
+def test_requests_without_the_token_are_refused(fuzz_run):
+    results, _, _, _ = fuzz_run
+    ignored = {label: n for (check, label, _), n in results["failures"].items() if check == "ignored_auth"}
+    report("schemathesis ignored_auth", failing_operations=len(ignored))
+    assert results["codes"][401] > 0  # the check did send requests without the token
+    assert not ignored, ignored
 
 
 def test_every_fuzzed_answer_matches_the_published_schema(fuzz_run):

@@ -25,7 +25,10 @@ TIMEOUT_S = 5
 MEMORY_MB = 1500
 EXPECTED = {  # case -> the error codes of its report (other cases: whatever the checks find)
     "mesh_bomb": "rejected RESOURCE_LIMIT (time)",
-    "embedded_file_bomb": "rejected RESOURCE_LIMIT (memory)",
+    # Reaches the memory cap within the 5 s watchdog on an idle 2-core machine; under heavy CPU
+    # contention the watchdog can fire first. Either limit must stop it (the memory cap on its own:
+    # tests/validation/test_sandbox.py).
+    "embedded_file_bomb": {"rejected RESOURCE_LIMIT (memory)", "rejected RESOURCE_LIMIT (time)"},
     "self_parent_layer": "rejected LAYER_CYCLE",
     "header_version_1": "rejected MODEL_UNREADABLE",
     "block_cycle": "rejected BLOCK_CYCLE",
@@ -107,7 +110,12 @@ def test_hostile_models_end_rejected_or_validated_and_the_worker_survives(stack,
     assert not unfinished, f"still running: {unfinished}"
     failed = {name: outcome for name, outcome in outcomes.items() if outcome.startswith("failed")}
     assert not failed, failed
-    assert {name: outcomes[name] for name in EXPECTED} == EXPECTED
+    wrong = {
+        name: outcomes[name]
+        for name, wanted in EXPECTED.items()
+        if outcomes[name] not in (wanted if isinstance(wanted, set) else {wanted})
+    }
+    assert not wrong, f"unexpected outcomes: {wrong}; expected {EXPECTED}"
     assert stack.worker.alive() and stack.worker.pid == worker_pid  # type: ignore[attr-defined]
     assert pool_children(worker_pid) == children, "a pool process died or was replaced"
 

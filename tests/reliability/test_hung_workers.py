@@ -74,7 +74,7 @@ def test_sigstopped_worker_is_reported_dead_within_10s_and_recovers_on_sigcont(s
         task_after_resume=answer["status"],
     )
     assert detected < 10, f"dead worker detected after {detected:.1f}s"
-    assert body["status"] == "down" and overall["status"] == "degraded"
+    assert body["status"] == "unhealthy" and overall["status"] == "degraded"
     assert answer["status"] == "ok"
 
 

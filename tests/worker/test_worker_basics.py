@@ -41,16 +41,47 @@ def test_send_task_round_trips_within_ten_seconds(worker, celery):
     assert time.monotonic() - started < 10
 
 
-def test_transient_error_is_retried_max_retries_times_then_fails(worker, celery):
-    result = celery.send_task("librarian.demo.always_transient", kwargs={"reason": "broker hiccup"})
-    seen: list[str] = []
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and result.state != "FAILURE":
-        if not seen or seen[-1] != result.state:
-            seen.append(result.state)
-        time.sleep(0.05)
+def test_transient_error_is_retried_max_retries_times_then_fails(worker, celery, broker):
+    """T-022 test 5: PENDING → STARTED → RETRY (3 times) → FAILURE, each retry starting again after the
+    task's retry delay (always_transient: max_retries=3, default_retry_delay=1 s).
+
+    Every state the worker stores is also published on the result key's channel (Celery's Redis
+    backend), so the sequence is observed whole, even the STARTED states that last milliseconds."""
+    import json
+    import uuid
+
+    task_id = str(uuid.uuid4())
+    pubsub = broker.client().pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(f"celery-task-meta-{task_id}")
+    try:
+        sent_at = time.monotonic()
+        result = celery.send_task(
+            "librarian.demo.always_transient", kwargs={"reason": "broker hiccup"}, task_id=task_id, countdown=1
+        )
+        pending = []  # while it waits out its countdown
+        for _ in range(3):
+            pending.append(result.state)
+            time.sleep(0.1)
+        events: list[tuple[str, int, float]] = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and (not events or events[-1][0] != "FAILURE"):
+            message = pubsub.get_message(timeout=0.5)
+            if message is not None:
+                meta = json.loads(message["data"])
+                events.append((meta["status"], meta["retries"], time.monotonic() - sent_at))
+    finally:
+        pubsub.close()
+
+    assert pending == ["PENDING"] * 3
+    states = [state for state, _, _ in events]
+    assert states == ["STARTED", "RETRY"] * 3 + ["STARTED", "FAILURE"], events
+    assert [retries for _, retries, _ in events] == [0, 0, 1, 1, 2, 2, 3, 3], events
+    assert events[0][2] >= 0.9, events  # the first run waited for its countdown
+    starts = [at for state, _, at in events if state == "STARTED"]
+    retries = [at for state, _, at in events if state == "RETRY"]
+    delays = [start - retry for retry, start in zip(retries, starts[1:], strict=True)]
+    assert all(0.9 <= delay < 5 for delay in delays), delays  # default_retry_delay=1 s
     assert result.state == "FAILURE"
-    assert "RETRY" in seen, seen
     assert type(result.result).__name__ == "TransientError"
     assert "attempt 4" in str(result.result)  # 1 run + max_retries=3 retries
 

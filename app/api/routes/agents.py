@@ -1,4 +1,6 @@
-"""Agent control: pause/resume a user's tasks (the emergency brake) and stream their status events."""
+"""Agent control: pause/resume a user's tasks (the emergency brake) and stream their status events.
+
+With API_TOKENS set, a token acts on its own owner's agent only (403 otherwise)."""
 
 from __future__ import annotations
 
@@ -7,17 +9,29 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from pydantic import BaseModel
 from sse_starlette.sse import EventSourceResponse
 
-from app.api.deps import RedisDep
+from app.api.deps import OwnerDep, RedisDep
+from app.api.schemas import ErrorBody
 from app.core import agents
 from app.core.redis import get_async_redis
 
-router = APIRouter(prefix="/agents", tags=["agents"])
-
 UserId = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.@-]+$")]
+
+
+async def own_agent(user_id: UserId, owner: OwnerDep) -> None:
+    if owner is not None and owner != user_id:
+        raise HTTPException(403, detail=f"this token acts for {owner!r}, not for {user_id!r}")
+
+
+router = APIRouter(
+    prefix="/agents",
+    tags=["agents"],
+    dependencies=[Depends(own_agent)],
+    responses={403: {"model": ErrorBody, "description": "The token's owner is another user"}},
+)
 
 
 class AgentState(BaseModel):

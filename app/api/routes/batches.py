@@ -10,8 +10,8 @@ from fastapi import APIRouter, Depends, HTTPException, Request, status
 from starlette.concurrency import run_in_threadpool
 
 from app import crud
-from app.api.deps import CeleryDep, RedisDep, RulesetQuery, SessionDep
-from app.api.ratelimit import rate_limit, upload_limiter
+from app.api.deps import CeleryDep, OwnerDep, RedisDep, RulesetQuery, SessionDep
+from app.api.ratelimit import batch_limiter, rate_limit
 from app.api.schemas import (
     BatchCreated,
     BatchRetried,
@@ -26,7 +26,8 @@ from app.api.uploads import discard, receive_files
 from app.core import rulesets
 from app.core.config import settings
 from app.core.storage import resolve_in_storage, sanitize_filename
-from app.models import FINISHED_ITEM_STATUSES, Batch, BatchItem, ItemStatus
+from app.crud.batches import batch_progress, restore_items
+from app.models import Batch, BatchItem, ItemStatus
 from app.worker.tasks.pipeline import item_steps
 
 router = APIRouter(prefix="/batches", tags=["batches"])
@@ -38,17 +39,20 @@ def publish_items(
     session: SessionDep, celery: CeleryDep, client: RedisDep, items: list[BatchItem], owner: str | None
 ) -> int:
     """Send each item's chain (from its failed stage, or the start) through submit_many: one round
-    trip records the ids, one producer publishes. At the first broker error the items sent so far
-    are `queued`, the rest stay as they were (POST /retry sends them later), and the answer is 503."""
+    trip records the ids, one producer publishes. The items are `queued` first (a worker may start
+    one before the last is sent); at the first broker error those not sent get their status back
+    (POST /retry sends them later), and the answer is 503."""
     messages = [
         Message.chain(item_steps(str(item.id), owner=owner, start=item.failed_stage or "preprocess")) for item in items
     ]
+    previous = crud.mark_items_queued(session, items=items)
     sent = 0
     try:
         for _ in submit_many(celery, client, messages):
             sent += 1
     finally:
-        crud.mark_items_queued(session, items=items[:sent])
+        if sent < len(items):
+            restore_items(session, items=items[sent:], previous=previous[sent:])
     return sent
 
 
@@ -56,7 +60,7 @@ def publish_items(
     "",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=BatchCreated,
-    dependencies=[Depends(rate_limit(upload_limiter))],
+    dependencies=[Depends(rate_limit(batch_limiter))],
     responses={
         413: {"model": ErrorBody},
         415: {"model": ErrorBody, "description": "A file not named *.3dm"},
@@ -171,18 +175,23 @@ def _batch(session: SessionDep, batch_id: uuid.UUID) -> Batch:
 
 @router.get("/{batch_id}", response_model=BatchStatus, responses=NOT_FOUND)
 def get_batch(batch_id: uuid.UUID, session: SessionDep) -> BatchStatus:
+    """The batch's state and totals, items per status, and its dead-lettered items."""
     batch = _batch(session, batch_id)
     by_status = crud.count_items_by_status(session, batch_id=batch_id)  # one read: adds up to the total
+    totals = batch_progress(by_status)
     failed = crud.list_failed_items(session, batch_id=batch_id, limit=100)
-    done = sum(count for status_, count in by_status.items() if status_ in FINISHED_ITEM_STATUSES)
     return BatchStatus(
         batch_id=batch.id,
         owner=batch.owner,
-        total=batch.total,
-        done=done,
         ruleset=RulesetChoice(name=batch.ruleset_name, version=batch.ruleset_version) if batch.ruleset_name else None,
-        progress=f"{done}/{batch.total}",
-        percent=round(100.0 * done / batch.total, 1) if batch.total else 100.0,
+        status=totals.state,
+        total=batch.total,
+        completed=totals.completed,
+        failed=totals.failed,
+        in_progress=totals.in_progress,
+        done=totals.done,
+        progress=f"{totals.done}/{batch.total}",
+        percent=round(100.0 * totals.done / batch.total, 1) if batch.total else 100.0,
         by_status={status_.value: count for status_, count in by_status.items()},
         failures=[
             ItemFailure(item_id=i.id, filename=i.filename, status=i.status, stage=i.failed_stage, error=i.error)
@@ -191,11 +200,28 @@ def get_batch(batch_id: uuid.UUID, session: SessionDep) -> BatchStatus:
     )
 
 
+@router.get("/{batch_id}/status", response_model=BatchStatus, responses=NOT_FOUND)
+def get_batch_status(batch_id: uuid.UUID, session: SessionDep) -> BatchStatus:
+    """The same answer as GET /batches/{batch_id}, under the seed's name (imports pipeline spec)."""
+    return get_batch(batch_id, session)
+
+
 @router.post(
-    "/{batch_id}/retry", status_code=status.HTTP_202_ACCEPTED, response_model=BatchRetried, responses=NOT_FOUND
+    "/{batch_id}/retry",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=BatchRetried,
+    responses={
+        **NOT_FOUND,
+        403: {"model": ErrorBody, "description": "The batch belongs to another owner than the token's"},
+    },
 )
-def retry_batch(batch_id: uuid.UUID, session: SessionDep, celery: CeleryDep, client: RedisDep) -> BatchRetried:
-    """Re-send failed items from the stage that failed (and items never sent)."""
+def retry_batch(
+    batch_id: uuid.UUID, session: SessionDep, celery: CeleryDep, client: RedisDep, owner: OwnerDep
+) -> BatchRetried:
+    """Re-send failed items from the stage that failed (and items never sent). With a token: only a
+    batch of its owner, or of none."""
     batch = _batch(session, batch_id)
+    if owner is not None and batch.owner not in (None, owner):
+        raise HTTPException(403, detail=f"batch {batch_id} belongs to another owner than {owner!r}")
     items = crud.list_items_to_send(session, batch_id=batch_id)
     return BatchRetried(batch_id=batch.id, retried=publish_items(session, celery, client, items, batch.owner))

@@ -1,8 +1,14 @@
-"""Health: each dependency checked for real, the failing one named, no secret in any answer."""
+"""Health: each dependency checked for real, the failing one named, no secret in any answer.
+
+`/health-check/redis` and `/health-check/celery` answer seed 002's shape: `status` healthy or
+unhealthy (200 or 503) and a `timestamp` (ISO 8601, UTC), plus the check's own fields. `/health`
+sums the components up, each `ok` or `down`, as `ok`, `degraded` or `down`.
+"""
 
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -61,10 +67,16 @@ def _db_status() -> dict[str, Any]:
     return {"status": "ok"}
 
 
+def _check_answer(body: dict[str, Any]) -> JSONResponse:
+    """A component's status as a health-check answer: healthy (200) or unhealthy (503), timestamped."""
+    healthy = body["status"] == "ok"
+    answer = {**body, "status": "healthy" if healthy else "unhealthy", "timestamp": datetime.now(UTC).isoformat()}
+    return JSONResponse(answer, status_code=200 if healthy else 503)
+
+
 @router.get("/health-check/redis")
 def redis_health(client: RedisDep) -> JSONResponse:
-    body = _redis_status(client)
-    return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)
+    return _check_answer(_redis_status(client))
 
 
 @router.get("/health-check/celery")
@@ -80,7 +92,7 @@ def celery_health(
             body["ping_replies"] = sorted(name for reply in replies for name in reply)
         except Exception as exc:  # noqa: BLE001 (reported in the body, the health answer stands)
             body["ping_error"] = type(exc).__name__
-    return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)
+    return _check_answer(body)
 
 
 @router.get("/health")

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from starlette.concurrency import run_in_threadpool
 
 from app import crud
-from app.api.deps import CeleryDep, RedisDep, RulesetQuery, SessionDep
+from app.api.deps import CeleryDep, OwnerDep, RedisDep, RulesetQuery, SessionDep
 from app.api.ratelimit import rate_limit, upload_limiter
 from app.api.schemas import ErrorBody, FieldErrorBody, PartList, PartPublic, PartSubmitted, RulesetChoice
 from app.api.submit import submit
@@ -96,6 +96,7 @@ def enqueue_validation(
     status_code=status.HTTP_202_ACCEPTED,
     response_model=PartSubmitted,
     responses={
+        403: {"model": ErrorBody, "description": "`owner` names another user than the token's"},
         413: {"model": ErrorBody},
         415: {"model": ErrorBody},
         422: {"model": FieldErrorBody, "description": "No file, an empty file, or an unknown ruleset"},
@@ -232,16 +233,24 @@ def get_report(part_id: uuid.UUID, session: SessionDep, client: RedisDep) -> dic
     response_model=PartSubmitted,
     responses={
         **NOT_FOUND,
+        403: {"model": ErrorBody, "description": "The part belongs to another owner than the token's"},
         409: {"model": ErrorBody, "description": "Validation already queued or running"},
         422: {"model": FieldErrorBody, "description": "Unknown ruleset"},
     },
 )
 def revalidate(
-    part_id: uuid.UUID, session: SessionDep, celery: CeleryDep, client: RedisDep, ruleset: RulesetQuery = None
+    part_id: uuid.UUID,
+    session: SessionDep,
+    celery: CeleryDep,
+    client: RedisDep,
+    owner: OwnerDep,
+    ruleset: RulesetQuery = None,
 ) -> PartSubmitted:
     """Validate again with the latest version of `?ruleset=`, else of the part's previous ruleset
-    (if it still exists), else of DEFAULT_RULESET."""
+    (if it still exists), else of DEFAULT_RULESET. With a token: only a part of its owner, or of none."""
     part = _get(session, part_id)
+    if owner is not None and part.owner not in (None, owner):
+        raise HTTPException(403, detail=f"part {part_id} belongs to another owner than {owner!r}")
     if part.status in (PartStatus.QUEUED, PartStatus.PROCESSING):
         raise HTTPException(409, detail=f"part is already {part.status.value}")
     chosen = rulesets.resolve(session, name=ruleset or _previous_ruleset(session, part))

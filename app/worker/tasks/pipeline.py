@@ -1,14 +1,18 @@
 """The import pipeline as a Celery chain: preprocess → parse → classify → extract → validate → publish.
 
-Each stage is a task on the `pipeline` queue that loads the item, runs the plain stage function
-(app.pipeline.stages), stores its output and moves the item's status on. Transient failures retry
-with exponential backoff and jitter (Celery's own), 3 times; then, or at once for bad input, the
-item lands in `<stage>_failed` — the dead-letter state — and the chain stops there.
+Each stage is a task on the `pipeline` queue that marks the item as in that stage (`parsing`),
+runs the plain stage function (app.pipeline.stages), stores its output and moves the item's status
+on (`parsed`). Transient failures retry with exponential backoff and jitter (retry_countdown:
+PIPELINE_RETRY_BACKOFF doubling up to PIPELINE_RETRY_BACKOFF_MAX), PIPELINE_MAX_RETRIES times; then,
+or at once for bad input, the item lands in `<stage>_failed` — the dead-letter state, one
+"item dead-lettered" log line — and the chain stops there.
 """
 
 from __future__ import annotations
 
+import random
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -21,7 +25,7 @@ from app.core.agents import OWNER_HEADER
 from app.core.config import settings
 from app.core.db import session_scope
 from app.core.storage import resolve_in_storage
-from app.models import PIPELINE_STAGES, STAGE_DONE, STAGE_FAILED, PartStatus
+from app.models import PIPELINE_STAGES, STAGE_DONE, STAGE_FAILED, STAGE_RUNNING, PartStatus
 from app.observability.metrics import PIPELINE_DEAD_LETTER, PIPELINE_ITEMS
 from app.pipeline import stages
 from app.worker.base import LibrarianTask
@@ -33,26 +37,46 @@ TRANSIENT_ERRORS = (OperationalError, OSError, ConnectionError, TimeoutError)
 QUEUE = "pipeline"
 
 
+def retry_countdown(
+    retries: int,
+    *,
+    factor: float,
+    maximum: float,
+    jitter: Callable[[], float] = random.random,
+) -> float:
+    """Seconds before retry number `retries + 1`: factor * 2**retries capped at `maximum` (and at
+    MAX_TASK_COUNTDOWN, which the start-up check sizes the visibility timeout for), then shortened
+    by up to half at random so that items failing together do not retry together. Unlike Celery's
+    full jitter (0 to the whole delay), every wait is at least half its nominal length: three
+    retries outlast an outage of half their sum whatever the draw."""
+    nominal = min(factor * 2**retries, maximum, settings.MAX_TASK_COUNTDOWN)
+    return round(max(0.0, nominal * (1 - jitter() / 2)), 1)
+
+
 class StageTask(LibrarianTask):
     stage: str = ""
-    autoretry_for = TRANSIENT_ERRORS
-    dont_autoretry_for = (stages.StageRejected,)
     # Bad input is an expected outcome: logged as one INFO line without a traceback, not as an
     # ERROR "raised unexpected" (app/observability/celery_logging.py).
     throws = (stages.StageRejected,)
-    retry_backoff = settings.PIPELINE_RETRY_BACKOFF
-    retry_backoff_max = 60
-    retry_jitter = True
-    max_retries = 3
+    max_retries = settings.PIPELINE_MAX_RETRIES
+
+    def retry_transient(self, exc: BaseException) -> Exception:
+        """Schedule the next attempt (raises celery's Retry), or re-raise `exc` once retries are spent."""
+        countdown = retry_countdown(
+            self.request.retries, factor=settings.PIPELINE_RETRY_BACKOFF, maximum=settings.PIPELINE_RETRY_BACKOFF_MAX
+        )
+        return self.retry(exc=exc, countdown=countdown)
 
     def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         item_id = args[0] if args else kwargs.get("item_id")
         PIPELINE_ITEMS.labels(self.stage, "failed").inc()
         PIPELINE_DEAD_LETTER.labels(self.stage).inc()
+        batch_id = None
         try:
             with session_scope() as session:
                 item = crud.get_batch_item(session, item_id=uuid.UUID(str(item_id)))
                 if item is not None:
+                    batch_id = str(item.batch_id)
                     crud.update_batch_item(
                         session,
                         item=item,
@@ -62,6 +86,19 @@ class StageTask(LibrarianTask):
                     )
         except Exception as db_exc:  # noqa: BLE001 (whatever the database says, the task's own failure stands)
             log.error("could not record the stage failure", item_id=item_id, error=type(db_exc).__name__)
+        rejected = isinstance(exc, stages.StageRejected)
+        reason = "rejected" if rejected else "retries exhausted" if isinstance(exc, TRANSIENT_ERRORS) else "failed"
+        # One line per dead-lettered item (docs/runbook.md, LibrarianDeadLetterItems); bad input is
+        # expected, the rest needs a look.
+        (log.warning if rejected else log.error)(
+            "item dead-lettered",
+            item_id=str(item_id),
+            batch_id=batch_id,
+            stage=self.stage,
+            reason=reason,
+            error=type(exc).__name__,
+            error_message=str(exc)[:2000],
+        )
 
 
 def _run(task: StageTask, item_id: str) -> dict[str, Any]:
@@ -69,8 +106,9 @@ def _run(task: StageTask, item_id: str) -> dict[str, Any]:
         item = crud.get_batch_item(session, item_id=uuid.UUID(item_id))
         if item is None:
             return {"item_id": item_id, "status": "missing"}
-        if task.stage == "preprocess":
-            crud.update_batch_item(session, item=item, attempts=item.attempts + 1)
+        # The running status, set at every attempt: a stage waiting for its retry stays in it.
+        attempts = item.attempts + 1 if task.stage == "preprocess" else item.attempts
+        crud.update_batch_item(session, item=item, status=STAGE_RUNNING[task.stage], attempts=attempts)
         path = resolve_in_storage(item.storage_key)
         outputs = dict(item.outputs or {})
         if task.stage == "validate":
@@ -138,7 +176,10 @@ def _publish(item_id: str, outputs: dict[str, Any]) -> dict[str, Any]:
 
 def _stage_task(stage: str) -> Any:
     def run(self: StageTask, item_id: str) -> dict[str, Any]:
-        return _run(self, item_id)
+        try:
+            return _run(self, item_id)
+        except TRANSIENT_ERRORS as exc:
+            raise self.retry_transient(exc) from exc
 
     run.__name__ = stage
     return celery_app.task(bind=True, base=StageTask, name=f"librarian.pipeline.{stage}", stage=stage)(run)

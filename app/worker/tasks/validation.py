@@ -53,10 +53,11 @@ class ValidationTask(LibrarianTask):
     bind=True,
     base=ValidationTask,
     name="librarian.validation.validate_file",
+    # Seed 000 (T-022): 3 retries a minute apart, long enough to outlast a database failover or a
+    # storage blip (docs/runbook.md, "How long work survives an outage"); then `failed`
+    # (on_failure). A pool child lost mid-task retries after the same delay (task_retry_on_worker_lost).
     autoretry_for=TRANSIENT_ERRORS,
-    retry_backoff=2,
-    retry_backoff_max=60,
-    retry_jitter=True,
+    default_retry_delay=min(settings.TASK_RETRY_DELAY, settings.MAX_TASK_COUNTDOWN),
     max_retries=3,
 )
 def validate_file(
