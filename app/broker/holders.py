@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -35,16 +36,10 @@ import redis
 from app.broker import keys
 from app.broker.journal import script, text
 
-# A beat, scored by the server's clock. KEYS: incarnations. ARGV: incarnation, 1 for NX (a first
-# record when a message is taken before the heartbeat thread's first beat).
+# A beat, scored by the server's clock. KEYS: incarnations. ARGV: incarnation.
 BEAT = """
 local now = redis.call('TIME')
-local score = tonumber(now[1]) + tonumber(now[2]) / 1000000
-if ARGV[2] == '1' then
-  redis.call('ZADD', KEYS[1], 'NX', score, ARGV[1])
-else
-  redis.call('ZADD', KEYS[1], score, ARGV[1])
-end
+redis.call('ZADD', KEYS[1], tonumber(now[1]) + tonumber(now[2]) / 1000000, ARGV[1])
 return 1
 """
 
@@ -111,16 +106,20 @@ def held_key(incarnation_id: str) -> str:
 
 
 def beat(client: redis.Redis, incarnation_id: str) -> None:
-    script(BEAT)(keys=[keys.INCARNATIONS], args=[incarnation_id, "0"], client=client)
+    script(BEAT)(keys=[keys.INCARNATIONS], args=[incarnation_id], client=client)
 
 
 def record_taken(pipe: Any, incarnation_id: str, tag: str) -> Any:
-    """Queue, on a kombu/redis-py pipeline, the commands recording that `incarnation_id` took `tag`
-    (EVAL, not EVALSHA: a pipeline cannot load a script on NOSCRIPT)."""
+    """Queue, on a kombu/redis-py pipeline, the commands recording that `incarnation_id` took `tag`.
+
+    The ZADD NX gives an incarnation that takes a message before its first beat a first score (by
+    this host's clock, until the recovery thread's beat replaces it within a second), so that its
+    messages are found if it dies in that second. Plain commands, no script: this runs for every
+    message a worker takes (bench.broker)."""
     return (
         pipe.hset(keys.HOLDER, tag, incarnation_id)
         .sadd(held_key(incarnation_id), tag)
-        .eval(BEAT, 1, keys.INCARNATIONS, incarnation_id, "1")
+        .zadd(keys.INCARNATIONS, {incarnation_id: time.time()}, nx=True)
     )
 
 
