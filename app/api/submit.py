@@ -14,6 +14,7 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 from redis.exceptions import RedisError
 
 from app.broker.keys import ISSUED_HEADER as ISSUED
+from app.broker.keys import OWNER_HEADER
 from app.core.errors import DependencyUnavailable
 from app.core.task_registry import forget_issued, record_issued
 
@@ -67,7 +68,8 @@ def submit_many(celery: Celery, client: redis.Redis, messages: Sequence[Message]
     try:
         with client.pipeline(transaction=False) as pipe:
             for message in messages:
-                record_issued(pipe, message.task_id, message.name)
+                owner = (message.options.get("headers") or {}).get(OWNER_HEADER)
+                record_issued(pipe, message.task_id, message.name, owner)
             pipe.execute()
     except RedisError as exc:
         raise DependencyUnavailable("redis", type(exc).__name__) from exc

@@ -37,12 +37,14 @@ return 1
 class Issued:
     name: str
     finished: bool
+    owner: str | None = None
 
 
-def record_issued(client: redis.Redis, task_id: str, task_name: str) -> None:
-    """Record the id before its message is published (on a pipeline: two commands)."""
+def record_issued(client: redis.Redis, task_id: str, task_name: str, owner: str | None = None) -> None:
+    """Record the id (and the user it runs for) before its message is published (on a pipeline:
+    two commands)."""
     key = KEY_PREFIX + task_id
-    client.hset(key, "name", task_name)
+    client.hset(key, mapping={"name": task_name, **({"owner": owner} if owner else {})})
     client.expire(key, settings.ISSUED_TASK_TTL)
 
 
@@ -80,4 +82,4 @@ def issued(client: redis.Redis, task_id: str) -> Issued | None:
         return Issued(_text(name), finished=False) if name is not None else None
     if "name" not in fields:
         return None
-    return Issued(fields["name"], finished="finished_at" in fields)
+    return Issued(fields["name"], finished="finished_at" in fields, owner=fields.get("owner"))

@@ -132,7 +132,11 @@ def test_submitting_for_another_owner_answers_403(stack):
     assert call(stack, "POST", f"/api/v1/batches/{batch.json()['batch_id']}/retry", ALICE_TOKEN).status_code == 202
     demo = call(stack, "POST", "/api/v1/tasks/test", ALICE_TOKEN, params={"owner": BOB})
     assert demo.status_code == 403, demo.text
-    assert call(stack, "POST", "/api/v1/tasks/test", ALICE_TOKEN, params={"owner": ALICE}).status_code == 202
+    alices = call(stack, "POST", "/api/v1/tasks/test", ALICE_TOKEN, params={"owner": ALICE})
+    assert alices.status_code == 202
+    stop = call(stack, "DELETE", f"/api/v1/tasks/{alices.json()['task_id']}", BOB_TOKEN)
+    assert stop.status_code == 403 and "another owner" in stop.json()["detail"]
+    assert call(stack, "DELETE", f"/api/v1/tasks/{alices.json()['task_id']}", ALICE_TOKEN).status_code == 200
 
 
 def test_health_metrics_and_docs_need_no_token(stack):

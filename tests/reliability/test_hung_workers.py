@@ -79,12 +79,9 @@ def test_sigstopped_worker_is_reported_dead_within_10s_and_recovers_on_sigcont(s
 
 
 def test_a_task_that_kills_its_pool_child_is_not_redelivered_forever(stack):
-    """FAILS while the app leaves Celery's default: reject_on_worker_lost requeues without a limit.
-
-    Fix (app/worker/celery_app.py, create_celery_app): add `task_retry_on_worker_lost=True` to
-    app.conf.update(...) so a lost worker becomes a counted retry (max_retries, default 3), ending
-    in FAILURE (WorkerLostError) instead of an endless requeue loop.
-    """
+    """A pool child that dies on every delivery (a segfault, the OOM killer) is a counted retry
+    (`task_retry_on_worker_lost`, app/worker/routing.py), ending in FAILURE (WorkerLostError) after
+    max_retries instead of Celery's default endless requeue (`reject_on_worker_lost`)."""
     stack.stop_workers()
     worker = stack.start_worker("crash")
     key = f"crash-{uuid.uuid4().hex[:8]}"

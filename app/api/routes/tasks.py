@@ -137,14 +137,19 @@ def get_task_result(task_id: TaskId, celery: CeleryDep, client: RedisDep) -> Tas
     response_model=TaskRevoked,
     responses={
         **UNKNOWN_OR_EXPIRED,
+        403: {"model": ErrorBody, "description": "The task runs for another owner than the token's"},
         409: {"model": ErrorBody, "description": "The task already finished: nothing to stop"},
     },
 )
-def revoke_task(task_id: TaskId, celery: CeleryDep, client: RedisDep, session: SessionDep) -> TaskRevoked:
+def revoke_task(
+    task_id: TaskId, celery: CeleryDep, client: RedisDep, session: SessionDep, owner: OwnerDep
+) -> TaskRevoked:
     """Stop a task. A queued one never starts; a running one is terminated: its worker process gets
     SIGTERM (the hard time limit kills one that survives it). A part's validation task leaves the
     part `failed`, its error starting with `revoked`."""
     result, record, state = _known_result(celery, client, task_id)
+    if owner is not None and record.owner not in (None, owner):
+        raise HTTPException(403, detail=f"task {task_id} runs for another owner than {owner!r}")
     if state in FINISHED:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=f"task already {state}: nothing to revoke")
     result.revoke(terminate=True, signal="SIGTERM")
