@@ -74,7 +74,7 @@ class Settings(BaseSettings):
     SUBMIT_TIMEOUT: float = 2.0
 
     # Rulesets as code: every *.toml here is loaded (and checked) at start-up; DEFAULT_RULESET is
-    # used when a request names none (docs/validation.md, "Rulesets").
+    # used when a request names none (docs/rulesets.md).
     RULESETS_DIR: Path = Path("rulesets")
     DEFAULT_RULESET: str = "default"
 

@@ -3,7 +3,7 @@
     from app.validation import validate_path, UnreadableModelError
     report = validate_path("part.3dm", progress=lambda pct, stage: ...)
 
-See docs/validation.md for the report schema, finding codes and rules.
+See docs/validation.md for the report schema and finding codes, docs/rulesets.md for the rules.
 """
 
 from typing import Any

@@ -1,6 +1,6 @@
 """A team's conventions from its ruleset: layers, object types, user text, units, blocks, size.
 
-Every rule here is off until the ruleset sets it (docs/validation.md, "Rulesets"). Objects inside
+Every rule here is off until the ruleset sets it (docs/rulesets.md). Objects inside
 block definitions are not model objects: the object-type and user-text rules apply to the
 objects placed in the model, block members are checked through their definition's name.
 """

@@ -3,7 +3,7 @@
 `ValidationRules` carries every threshold, pattern and team convention the checks use. Callers
 override fields with `ValidationRules(...)`, `rules.replace(...)` or a plain mapping
 (`coerce_rules({...})`, `validate_path(rules={...})`); a ruleset file or `PUT /api/v1/rulesets/..`
-is such a mapping. Every field and its meaning: docs/validation.md.
+is such a mapping. Every field and its meaning: docs/rulesets.md.
 """
 
 from __future__ import annotations

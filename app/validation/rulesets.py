@@ -1,6 +1,6 @@
 """Rulesets: a named set of rule values a team owns, as a TOML file or sent over HTTP.
 
-A ruleset is a flat table of rule fields (rules.py, docs/validation.md) plus an optional
+A ruleset is a flat table of rule fields (rules.py, docs/rulesets.md) plus an optional
 `description`; every field left out keeps its default. Its identity is its name and the SHA-256
 of its effective rules and description in canonical JSON (sorted keys, no spaces), so a report
 can name the exact rules that produced it: `ruleset: {name, version, sha256}` (the version is the registry's counter,
