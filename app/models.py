@@ -7,13 +7,40 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column
+from sqlalchemy import JSON, Column, DateTime, Dialect, TypeDecorator
 from sqlalchemy import Enum as SAEnum
 from sqlmodel import Field, SQLModel
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """`DateTime(timezone=True)` that takes aware datetimes only and returns aware UTC on every backend.
+
+    PostgreSQL stores `timestamptz` and returns aware values, but SQLite has no time zone type:
+    SQLAlchemy's SQLite DateTime drops the offset when storing and returns naive datetimes even for
+    `timezone=True` (neither SQLAlchemy nor SQLModel offers a UTC type for it). So values are
+    converted to UTC before they are stored (SQLite keeps naive UTC text, as earlier releases did)
+    and marked UTC when read. A naive value is refused rather than guessed.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: use an aware one (datetime.now(UTC))")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class DiagnosticRecord(SQLModel, table=True):
@@ -25,7 +52,7 @@ class DiagnosticRecord(SQLModel, table=True):
     value: str = Field(default="", max_length=2000)
     task_id: str | None = Field(default=None, max_length=64)
     writes: int = 0
-    updated_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
 class PartStatus(StrEnum):
@@ -61,8 +88,8 @@ class Part(SQLModel, table=True):
     # The ruleset chosen at the last submit (the report names the version that ran).
     ruleset_name: str | None = Field(default=None, max_length=64)
     ruleset_version: int | None = None
-    created_at: datetime = Field(default_factory=utcnow)
-    updated_at: datetime = Field(default_factory=utcnow)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
 PIPELINE_STAGES = ("preprocess", "parse", "classify", "extract", "validate", "publish")
@@ -141,7 +168,7 @@ class Batch(SQLModel, table=True):
     # (None: a batch from before rulesets, validated with the latest default).
     ruleset_name: str | None = Field(default=None, max_length=64)
     ruleset_version: int | None = None
-    created_at: datetime = Field(default_factory=utcnow)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
 class BatchItem(SQLModel, table=True):
@@ -170,7 +197,7 @@ class BatchItem(SQLModel, table=True):
     attempts: int = 0
     outputs: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     part_id: uuid.UUID | None = None
-    updated_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
 class RulesetVersion(SQLModel, table=True):
@@ -184,4 +211,4 @@ class RulesetVersion(SQLModel, table=True):
     sha256: str = Field(max_length=64)
     content: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False), description="the object as given")
     source: str = Field(max_length=500, description='"file:<path>", "api" or "builtin"')
-    created_at: datetime = Field(default_factory=utcnow)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

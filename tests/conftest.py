@@ -175,3 +175,26 @@ def models() -> dict[str, Path]:
     from tests.fixtures.models_3dm import generate_all
 
     return generate_all(TMP / "models", large_objects=2000)
+
+
+@pytest.fixture(scope="session")
+def pg_server():  # type: ignore[no-untyped-def]
+    """A real PostgreSQL from the `pgserver` wheel, started on first use (tests/core migrations).
+
+    Fails, never skips, when it cannot start: the PostgreSQL tests would otherwise pass unseen."""
+    try:
+        import warnings
+
+        import pgserver
+
+        with warnings.catch_warnings():  # platformdirs: "XDG_RUNTIME_DIR is not set" (root in a container)
+            warnings.simplefilter("ignore")
+            server = pgserver.get_server(TMP / "pgdata", cleanup_mode="stop")
+    except Exception as exc:  # noqa: BLE001 (any start-up failure is reported the same way)
+        pytest.fail(
+            f"pgserver could not start PostgreSQL ({type(exc).__name__}: {exc}): the PostgreSQL tests cannot run"
+        )
+    try:
+        yield server
+    finally:
+        server.cleanup()

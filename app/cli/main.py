@@ -183,6 +183,23 @@ def cmd_redis(_: argparse.Namespace) -> None:
     sys.exit(0 if stop else 1)
 
 
+def cmd_migrate(_: argparse.Namespace) -> None:
+    from sqlalchemy.exc import SQLAlchemyError  # noqa: PLC0415 (per command, see top)
+
+    from app.core.config import mask_url  # noqa: PLC0415 (reads settings: after load_settings)
+    from app.core.db import init_db, with_startup_retries  # noqa: PLC0415 (reads settings: after load_settings)
+    from app.observability.logging import configure_logging  # noqa: PLC0415 (reads settings: after load_settings)
+
+    os.environ["LIBRARIAN_PROCESS"] = "migrate"
+    configure_logging("migrate")
+    try:
+        revision = with_startup_retries(init_db)  # retried while the database is not up yet
+    except SQLAlchemyError as exc:
+        print(f"librarian migrate: failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        sys.exit(1)
+    print(f"database at revision {revision} ({mask_url(settings.database_url)})", flush=True)
+
+
 def cmd_up(args: argparse.Namespace) -> None:
     from app.cli.up import run_stack  # noqa: PLC0415 (reads settings: after load_settings)
     from app.observability.logging import configure_logging  # noqa: PLC0415 (reads settings: after load_settings)
@@ -200,6 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--no-flower", action="store_true")
     up.add_argument("--no-beat", action="store_true")
     up.set_defaults(func=cmd_up)
+
+    migrate = sub.add_parser("migrate", help="upgrade the database to the latest schema (idempotent)")
+    migrate.set_defaults(func=cmd_migrate)
 
     api = sub.add_parser("api", help="run the HTTP API (uvicorn)")
     api.add_argument("--host")

@@ -7,6 +7,7 @@ import json
 import os
 import secrets
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -167,6 +168,10 @@ def run_stack(*, with_flower: bool = True, with_beat: bool = True) -> int:
 
 def _supervise(with_flower: bool, with_beat: bool) -> int:
     env = dict(os.environ)
+    # The schema first, once, before the processes that use it (they upgrade too, finding nothing to do).
+    if subprocess.run(_cli("migrate"), env=env, check=False).returncode != 0:
+        print("librarian up: not starting: `librarian migrate` failed (above)", file=sys.stderr, flush=True)
+        return 1
     hint = "password from FLOWER_PASSWORD"
     if with_flower and settings.flower_password_is_placeholder and settings.ENVIRONMENT == "development":
         env["FLOWER_PASSWORD"] = dev_flower_password()

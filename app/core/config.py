@@ -162,7 +162,12 @@ class Settings(BaseSettings):
 
     @property
     def database_url(self) -> str:
-        return self.DATABASE_URL or f"sqlite:///{(self.VAR_DIR / 'librarian.db').resolve()}"
+        url = self.DATABASE_URL or f"sqlite:///{(self.VAR_DIR / 'librarian.db').resolve()}"
+        # A bare postgresql:// would make SQLAlchemy load psycopg2, which is not installed: the
+        # `postgres` extra is psycopg 3, whose dialect is postgresql+psycopg.
+        if url.startswith(("postgresql://", "postgres://")):
+            url = "postgresql+psycopg://" + url.split("://", 1)[1]
+        return url
 
     @property
     def storage_dir(self) -> Path:

@@ -9,12 +9,13 @@ from functools import lru_cache
 from typing import TypeVar
 
 import structlog
-from sqlalchemy import event, inspect, text
+from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DatabaseError, OperationalError
-from sqlmodel import Session, SQLModel, create_engine
+from sqlalchemy.exc import OperationalError
+from sqlmodel import Session, create_engine
 
 import app.models  # noqa: F401  (registers the tables with SQLModel.metadata)
+from app import migrations
 from app.core.config import settings
 
 log = structlog.get_logger("librarian.db")
@@ -42,9 +43,7 @@ def get_engine() -> Engine:
 
 def with_startup_retries(step: Callable[[], T], *, attempts: int = 5, delay: float = 0.5) -> T:
     """Run a start-up database step, retried on OperationalError. Processes that start together
-    (`librarian up` starts the API and the worker at once) race to create a new database: SQLite
-    answers "database is locked" or "table ... already exists" to the loser. The last error is
-    raised."""
+    (a worker and the API) may find the database locked or not up yet. The last error is raised."""
     for attempt in range(1, attempts + 1):
         try:
             return step()
@@ -55,55 +54,18 @@ def with_startup_retries(step: Callable[[], T], *, attempts: int = 5, delay: flo
     raise AssertionError("unreachable")
 
 
-def init_db(engine: Engine | None = None) -> None:
-    """Create the tables that do not exist yet and add missing nullable columns to those that do
-    (idempotent; runs at API and worker start-up)."""
-    engine = engine or get_engine()
-    SQLModel.metadata.create_all(engine)
-    add_missing_columns(engine)
+def init_db(engine: Engine | None = None) -> str | None:
+    """Upgrade the database to the latest migration (app/migrations) and return its revision.
 
-
-class SchemaMismatch(RuntimeError):
-    """A table lacks a column that cannot be added without a migration (NOT NULL, no default)."""
-
-
-def add_missing_columns(engine: Engine) -> list[str]:
-    """ALTER TABLE … ADD COLUMN for every model column an existing table lacks; returns them.
-
-    Stands in for migrations until they arrive (issue #15): create_all() makes new tables but never
-    changes existing ones, so a column added to a model (nullable, as every new column must be
-    until then) would be missing from a database made by an earlier release. Plain `ALTER TABLE …
-    ADD COLUMN name TYPE`, which SQLite and PostgreSQL both accept (tested on SQLite). Two processes
-    starting together may both try: a column the other one added counts as added.
+    Idempotent; runs in `librarian migrate`, before `librarian up` starts anything, and at API and
+    worker start-up (inside with_startup_retries). A database made before migrations is stamped
+    with the revision its tables match, then upgraded. Concurrent callers take turns (an advisory
+    lock on PostgreSQL, a file lock on SQLite).
     """
-    added: list[str] = []
-    existing_tables = set(inspect(engine).get_table_names())
-    for table in SQLModel.metadata.sorted_tables:
-        if table.name not in existing_tables:
-            continue
-        present = {column["name"] for column in inspect(engine).get_columns(table.name)}
-        for column in table.columns:
-            if column.name in present:
-                continue
-            if not column.nullable:
-                raise SchemaMismatch(
-                    f"table {table.name} lacks the NOT NULL column {column.name}: this database needs a migration"
-                )
-            quote = engine.dialect.identifier_preparer.quote
-            ddl = (
-                f"ALTER TABLE {quote(table.name)} ADD COLUMN {quote(column.name)} "
-                f"{column.type.compile(dialect=engine.dialect)}"
-            )
-            try:
-                with engine.begin() as connection:
-                    connection.execute(text(ddl))
-            except DatabaseError:
-                if column.name not in {c["name"] for c in inspect(engine).get_columns(table.name)}:
-                    raise
-                continue  # another process added it first
-            log.info("column added", table=table.name, column=column.name)
-            added.append(f"{table.name}.{column.name}")
-    return added
+    engine = engine or get_engine()
+    revision = migrations.upgrade(engine)
+    log.info("database migrated", revision=revision)
+    return revision
 
 
 @contextmanager

@@ -33,7 +33,8 @@ class RulesetsUnusable(SystemExit):
 
 
 def prepare_database() -> None:
-    """Create the tables, then store changed ruleset files as new versions (app/core/rulesets.py).
+    """Upgrade the database to the latest migration (init_db, idempotent: under compose the `migrate`
+    service already did), then store changed ruleset files as new versions (app/core/rulesets.py).
 
     A bad ruleset file stops the worker; a database that cannot be reached does not (the tasks
     retry, /health reports it), as before rulesets existed.

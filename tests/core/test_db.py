@@ -1,10 +1,12 @@
-"""init_db() on a database an earlier release made: new nullable columns are added, rows kept."""
+"""init_db() (the migrations, tests/core/test_migrations.py) on a database an earlier release made,
+start-up retries, and timestamps that come back aware UTC on every backend."""
 
 from __future__ import annotations
 
 import sqlite3
 import threading
 import uuid
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -13,8 +15,9 @@ from sqlalchemy import inspect, text
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, create_engine
 
-from app.core.db import SchemaMismatch, add_missing_columns, init_db, with_startup_retries
-from app.models import Batch, Part
+from app.core.config import Settings
+from app.core.db import init_db, with_startup_retries
+from app.models import Batch, DiagnosticRecord, Part
 
 OLD_SCHEMA = Path(__file__).resolve().parents[1] / "fixtures" / "schema_before_rulesets.sql"
 NEW_COLUMNS = {"part.ruleset_name", "part.ruleset_version", "batch.ruleset_name", "batch.ruleset_version"}
@@ -53,15 +56,23 @@ def test_an_old_database_gets_the_new_columns_and_keeps_its_rows(tmp_path):
         batch.ruleset_name, batch.ruleset_version = "default", 1
         session.add(batch)
         session.commit()
-    assert add_missing_columns(engine) == []  # the next start-up has nothing to add
+    assert init_db(engine) == "0003_aware_timestamps"  # the next start-up has nothing to do
 
 
-def test_a_missing_not_null_column_is_reported_not_guessed(tmp_path):
-    with sqlite3.connect(tmp_path / "odd.db") as db:
-        db.execute("CREATE TABLE batch (id CHAR(32) NOT NULL PRIMARY KEY, owner VARCHAR(100))")
-    engine = create_engine(f"sqlite:///{tmp_path / 'odd.db'}")
-    with pytest.raises(SchemaMismatch, match="batch lacks the NOT NULL column total"):
-        add_missing_columns(engine)
+def test_timestamps_come_back_aware_utc(blank_database):
+    """SQLite has no time zone type; app.models.UTCDateTime makes both backends answer alike."""
+    init_db(blank_database)
+    written = datetime(2026, 3, 1, 14, 30, 5, 123456, tzinfo=timezone(timedelta(hours=2)))
+    with Session(blank_database) as session:
+        session.add(DiagnosticRecord(key="tz", updated_at=written))
+        session.commit()
+    with Session(blank_database) as session:
+        read = session.get(DiagnosticRecord, "tz").updated_at
+    assert (read, read.tzinfo) == (written, UTC)
+    with Session(blank_database) as session:
+        session.add(DiagnosticRecord(key="naive", updated_at=datetime(2026, 3, 1)))
+        with pytest.raises(sqlalchemy.exc.StatementError, match="naive"):
+            session.commit()
 
 
 def test_a_start_up_step_is_retried_while_another_process_holds_the_database(tmp_path) -> None:
@@ -85,3 +96,8 @@ def test_a_start_up_step_is_retried_while_another_process_holds_the_database(tmp
     with pytest.raises(OperationalError, match="locked"):
         with_startup_retries(step, attempts=2, delay=0.01)
     holder.rollback()
+
+
+def test_a_plain_postgresql_url_uses_psycopg_3():
+    url = Settings(DATABASE_URL="postgresql://u:pw@db:5432/librarian").database_url
+    assert url == "postgresql+psycopg://u:pw@db:5432/librarian"

@@ -27,7 +27,7 @@ SCHEMA = ROOT / "tests" / "ops" / "compose-spec.json"
 # Published ports that may listen on every interface: each entry needs a written reason.
 PUBLIC_PORTS_ALLOWED: dict[str, str] = {}
 # Core services that run once and exit, so have no healthcheck (none yet).
-ONE_SHOT_SERVICES: set[str] = set()
+ONE_SHOT_SERVICES = {"migrate"}  # runs `librarian migrate` once; api, worker and beat wait for it to complete
 SECRET_KEY = re.compile(r"PASSWORD|SECRET|TOKEN|CREDENTIAL|DSN|(^|_)KEY$|(^|_)AUTH$", re.IGNORECASE)
 REFERENCE = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?P<op>:?[-?+])?(?P<arg>[^}]*)\}")
 ONLY_A_REFERENCE = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*(:?[?-][^}]*)?\}$")
@@ -142,10 +142,12 @@ def test_core_services_have_healthchecks_and_restart():
 
 def test_app_services_wait_for_healthy_dependencies():
     services = load(CORE)["services"]
+    assert services["migrate"]["command"] == ["migrate"] or "migrate" in str(services["migrate"]["command"])
     for name in ("api", "worker", "beat"):
         depends = services[name]["depends_on"]
         for dependency in ("redis", "db"):
             assert depends[dependency]["condition"] == "service_healthy", f"{name} -> {dependency}"
+        assert depends["migrate"]["condition"] == "service_completed_successfully", f"{name} -> migrate"
         assert services[name]["build"]["target"] == "prod"
         assert command_args(services[name])[:2] == ["librarian", name]
 
@@ -277,13 +279,11 @@ def test_env_example_lists_every_required_compose_variable():
 
 
 def test_image_lock_file_has_the_database_driver():
-    """The prod image installs requirements.lock only; compose's DATABASE_URL needs psycopg2."""
-    if "postgresql+psycopg2://" not in CORE.read_text():
-        pytest.skip("compose does not use PostgreSQL")
+    """The prod image installs requirements.lock only; compose's DATABASE_URL needs psycopg 3."""
+    assert "postgresql+psycopg://" in CORE.read_text(), "compose's DATABASE_URL should name the psycopg 3 driver"
     pins = (ROOT / "requirements.lock").read_text().lower()
-    assert re.search(r"^psycopg2(-binary)?==", pins, re.MULTILINE), (
-        "requirements.lock lacks psycopg2: lock the `postgres` extra too,"
-        " or the compose stack cannot reach its database"
+    assert re.search(r"^psycopg==", pins, re.MULTILINE) and re.search(r"^psycopg-binary==", pins, re.MULTILINE), (
+        "requirements.lock lacks psycopg: lock the `postgres` extra too, or the compose stack cannot reach its database"
     )
 
 

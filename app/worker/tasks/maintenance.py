@@ -29,8 +29,9 @@ def sweep_stuck_parts(grace_seconds: int = 120) -> dict:
       (the task set `processing` after the API had marked the part failed) or came from outside the
       API (Flower, `celery control revoke`).
 
-    The cutoff is timezone-aware: the columns are SQLModel's UTCDateTime, which refuses naive values
-    (SQLite stores UTC without an offset, PostgreSQL `timestamptz`; both compare correctly).
+    The cutoff is timezone-aware: the columns are app.models.UTCDateTime, which refuses naive values
+    and stores UTC (SQLite as text without an offset, PostgreSQL as `timestamptz`; both compare
+    correctly against an aware cutoff).
     """
     cutoff = datetime.now(UTC) - timedelta(seconds=settings.TASK_TIME_LIMIT + grace_seconds)
     limit_error = f"no result within the hard time limit ({settings.TASK_TIME_LIMIT}s): worker lost or killed"
