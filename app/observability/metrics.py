@@ -1,12 +1,15 @@
 """Every Prometheus metric Librarian exports, in one place.
 
 Names follow Prometheus rules: `librarian_` prefix, counters end in `_total`, seconds as the unit,
-bounded labels only (task name, queue, outcome, exception class; never ids or hostnames).
+bounded labels only (task name, queue, outcome, exception class, ruleset, finding code; never ids,
+file names or hostnames).
 Under the prefork pool these live in prometheus_client's multiprocess mode: the worker CLI sets
 PROMETHEUS_MULTIPROC_DIR (wiped at start) before this module is imported.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -65,6 +68,51 @@ PIPELINE_DEAD_LETTER = Counter(
 
 REJECT_REASONS = ("content_disallowed", "invalid", "unknown_format", "decode_error", "oversize")
 
+# The models themselves, once per part that validate_file finished (app/observability/model_metrics.py).
+PART_OUTCOMES = ("validated", "rejected", "failed")
+# UnreadableModelError.code (app/validation/errors.py); any other code is counted as "other".
+UNREADABLE_REASONS = ("missing", "not_a_file", "permission", "empty", "not_3dm", "bad_header", "truncated", "corrupt")
+# The model file's size: < 1 MB, < 10 MB, < 100 MB, >= 100 MB (1 MB = 10^6 bytes).
+SIZE_CLASSES = ("lt_1mb", "1mb_10mb", "10mb_100mb", "ge_100mb")
+DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+SIZE_BUCKETS = (1e4, 3e4, 1e5, 3e5, 1e6, 3e6, 1e7, 3e7, 1e8, 3e8, 1e9)
+OBJECT_BUCKETS = (1, 3, 10, 30, 100, 300, 1e3, 3e3, 1e4, 3e4, 1e5, 3e5, 1e6)
+
+PARTS_FINISHED = Counter(
+    "librarian_parts_finished",
+    "Parts validate_file finished, by final state (validated|rejected|failed: the task gave up) and ruleset",
+    ("outcome", "ruleset"),
+)
+FINDINGS = Counter(
+    "librarian_findings",
+    "Findings in finished reports, every one counted (also those the per-code cap left out of the list)",
+    ("code", "severity", "ruleset"),
+)
+VALIDATION_DURATION = Histogram(
+    "librarian_validation_duration_seconds",
+    "Wall time of one model's validation (sandbox included), by the file's size class",
+    ("size_class",),
+    buckets=DURATION_BUCKETS,
+)
+MODEL_SIZE = Histogram(
+    "librarian_model_size_bytes",
+    "Size of each model file validated or rejected (unreadable ones too)",
+    buckets=SIZE_BUCKETS,
+)
+MODEL_OBJECTS = Histogram(
+    "librarian_model_objects",
+    "Objects in each model that could be read (block members included)",
+    buckets=OBJECT_BUCKETS,
+)
+MODELS_UNREADABLE = Counter(
+    "librarian_models_unreadable", "Files rejected as MODEL_UNREADABLE, by reason code", ("reason_code",)
+)
+CHECK_ERRORS = Counter(
+    "librarian_check_errors",
+    "Checks that raised on one object or table (CHECK_ERROR findings), by check and rhino3dm object type",
+    ("check", "object_type"),
+)
+
 
 def queue_label(queue: str | None) -> str:
     """Bounded queue label: a known queue's name, else 'other'."""
@@ -93,3 +141,17 @@ def initialise_task_series(tasks: dict[str, str]) -> None:
         PIPELINE_DEAD_LETTER.labels(stage)
         for status in ("ok", "failed"):
             PIPELINE_ITEMS.labels(stage, status)
+
+
+def initialise_model_series(rulesets: Iterable[str], codes: dict[str, str]) -> None:
+    """Create the model series at 0: outcomes and findings (each code at its default severity) per
+    known ruleset, unreadable reasons, size classes. `codes`: finding code -> default severity."""
+    for ruleset in rulesets:
+        for outcome in PART_OUTCOMES:
+            PARTS_FINISHED.labels(outcome, ruleset)
+        for code, severity in codes.items():
+            FINDINGS.labels(code, severity, ruleset)
+    for reason in UNREADABLE_REASONS:
+        MODELS_UNREADABLE.labels(reason)
+    for size_class in SIZE_CLASSES:
+        VALIDATION_DURATION.labels(size_class)

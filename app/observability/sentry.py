@@ -1,8 +1,15 @@
-"""Sentry set-up for the API and the worker: integrations do the work; no-op without a DSN."""
+"""Sentry set-up for the API and the worker: integrations do the work; no-op without a DSN.
+
+Two helpers for validate_file: `tag_part` puts the part id on every event of the running task
+(the Celery integration's event for a failed task included), and `capture_check_errors` sends
+one event per (check, object type) a model's checks raised on, grouped by that pair.
+"""
 
 from __future__ import annotations
 
+import functools
 import logging
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import sentry_sdk
@@ -69,3 +76,54 @@ def init_sentry(component: str) -> bool:
         logging.getLogger("sentry_sdk.errors").setLevel(logging.WARNING)
     sentry_sdk.get_global_scope().set_tag("component", component)
     return True
+
+
+MAX_CHECK_ERROR_EVENTS = 20  # per part: a model whose every object breaks a check sends no flood
+
+
+def tag_part(part_id: str) -> None:
+    """Tag the events of the running task with its part. The Celery integration gives each task its
+    own isolation scope, so the tag ends with the task."""
+    sentry_sdk.set_tag("part_id", part_id)
+
+
+@functools.cache
+def rhino3dm_version() -> str:
+    try:
+        return version("rhino3dm")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def capture_check_errors(
+    part_id: str, errors: dict[tuple[str, str], dict[str, Any]], archive_version: int | None
+) -> int:
+    """One event per (check, object type), fingerprinted by that pair; `errors` maps it to
+    {"count", "exceptions"} (exception class names). The event names only the check, the class
+    names and counts: no exception message, object name, id, user string or file name (and no
+    breadcrumbs, which may quote log lines). Returns the number of events sent."""
+    if not sentry_sdk.get_client().is_active():
+        return 0
+    sent = 0
+    for (check, object_type), entry in sorted(errors.items())[:MAX_CHECK_ERROR_EVENTS]:
+        with sentry_sdk.isolation_scope() as scope:  # forks the current scope too: both cleared
+            scope.clear_breadcrumbs()
+            sentry_sdk.get_current_scope().clear_breadcrumbs()
+            sentry_sdk.capture_event(
+                {
+                    "level": "error",
+                    "logger": "librarian.validation",
+                    "message": f"check {check!r} raised on {object_type} ({', '.join(entry['exceptions'])})",
+                    "fingerprint": ["check-error", check, object_type],
+                    "tags": {
+                        "part_id": part_id,
+                        "check": check,
+                        "object_type": object_type,
+                        "rhino3dm_version": rhino3dm_version(),
+                        "archive_version": str(archive_version),
+                    },
+                    "extra": {"occurrences": entry["count"], "exceptions": entry["exceptions"]},
+                }
+            )
+        sent += 1
+    return sent

@@ -19,7 +19,7 @@ from app.core.agents import publish_status
 from app.core.config import mask_url, settings
 from app.core.db import get_engine
 from app.core.redis import get_redis
-from app.observability import celery_logging, celery_metrics
+from app.observability import celery_logging, celery_metrics, model_metrics
 from app.observability.logging import configure_logging
 from app.observability.metrics import initialise_task_series
 from app.observability.metrics_server import start_metrics_server
@@ -50,6 +50,7 @@ def _worker_init(sender: Any = None, **_: Any) -> None:
         check_visibility_timeout(app)
         prepare_database()  # before the pool forks (worker_process_init drops the engine in children)
         initialise_task_series({name: queue_for(name) for name in app.tasks if not name.startswith("celery.")})
+        model_metrics.initialise_series()  # after prepare_database: the rulesets are synced
 
 
 def _beat_init(**_: Any) -> None:

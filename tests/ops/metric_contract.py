@@ -11,6 +11,11 @@ from dataclasses import dataclass
 QUEUES = ("default", "validation", "pipeline", "maintenance")
 RUNTIME_OUTCOMES = ("success", "failure", "retry", "revoked")
 HTTP_STATUS_GROUPS = ("1xx", "2xx", "3xx", "4xx", "5xx")
+# Models (app/observability/metrics.py; tests/observability/test_model_metrics.py checks them).
+PART_OUTCOMES = ("validated", "rejected", "failed")
+SEVERITIES = ("error", "warning", "info")
+SIZE_CLASSES = ("lt_1mb", "1mb_10mb", "10mb_100mb", "ge_100mb")
+UNREADABLE_REASONS = ("missing", "not_a_file", "permission", "empty", "not_3dm", "bad_header", "truncated", "corrupt")
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,14 @@ METRICS: tuple[Metric, ...] = (
     # Pipeline.
     Metric("librarian_pipeline_items_total", "counter", ("stage", "status"), "librarian", WORKER),
     Metric("librarian_pipeline_dead_letter_total", "counter", ("stage",), "librarian", WORKER),
+    # Models: once per part validate_file finished (app/observability/model_metrics.py).
+    Metric("librarian_parts_finished_total", "counter", ("outcome", "ruleset"), "librarian", WORKER),
+    Metric("librarian_findings_total", "counter", ("code", "severity", "ruleset"), "librarian", WORKER),
+    Metric("librarian_validation_duration_seconds", "histogram", ("size_class",), "librarian", WORKER),
+    Metric("librarian_model_size_bytes", "histogram", (), "librarian", WORKER),
+    Metric("librarian_model_objects", "histogram", (), "librarian", WORKER),
+    Metric("librarian_models_unreadable_total", "counter", ("reason_code",), "librarian", WORKER),
+    Metric("librarian_check_errors_total", "counter", ("check", "object_type"), "librarian", WORKER),
     # API HTTP, from prometheus-fastapi-instrumentator with namespace "librarian".
     Metric("librarian_http_requests_total", "counter", ("handler", "method", "status"), "instrumentator", API),
     Metric("librarian_http_request_duration_seconds", "histogram", ("handler", "method"), "instrumentator", API),

@@ -64,7 +64,7 @@ def test_bad_names_are_refused(name: str) -> None:
 
 
 def test_the_examples_in_the_docs_are_valid_rulesets(tmp_path: Path) -> None:
-    doc = (ROOT / "docs" / "validation.md").read_text(encoding="utf-8")
+    doc = (ROOT / "docs" / "rulesets.md").read_text(encoding="utf-8")
     examples = re.findall(r"```toml\n(.*?)```", doc, flags=re.DOTALL)
     assert len(examples) >= 2
     for k, text in enumerate(examples):
