@@ -62,6 +62,23 @@ CONFIG = {
     "workers_dying_window": "1h",
     "workers_dying_messages": 3,
     "target_down_for": "5m",
+    # Model quality (librarian_parts_finished_total and friends, job="worker").
+    # A check error is a check raising on a real model: a gap in our checks, each one worth a look.
+    "check_errors_window": "15m",
+    # Failed parts (no verdict after the task's retries). Under 20 finished in the window a single
+    # failure is already >= 5 % and says nothing of a trend; each failed part is a Sentry event.
+    "parts_failing_ratio": 0.01,
+    "parts_failing_window": "30m",
+    "parts_failing_min_finished": 20,
+    # A ruleset rejecting > 3x its usual share: a ruleset change, a new client or a broken exporter.
+    # The floor keeps a baseline of 0-2 % from firing on 2 rejections (needs > 15 % then); the minimum
+    # volume keeps a handful of bad uploads in a quiet hour from swinging the rate.
+    "rejection_jump_factor": 3,
+    "rejection_jump_window": "1h",
+    "rejection_baseline_window": "24h",  # includes the last hour: at even volume it damps the jump ~1/24
+    "rejection_baseline_floor": 0.05,
+    "rejection_jump_min_finished": 20,
+    "rejection_jump_for": "10m",
 }
 
 # Dashboard uids, shared with grafana/generate.py (a test checks they exist).
@@ -69,6 +86,7 @@ DASHBOARD_TASKS = "librarian-tasks"
 DASHBOARD_WORKERS = "librarian-workers-queues"
 DASHBOARD_API = "librarian-api"
 DASHBOARD_REDIS = "librarian-redis"
+DASHBOARD_QUALITY = "librarian-model-quality"
 
 HERE = Path(__file__).resolve().parent
 RULES_DIR = HERE / "rules"
@@ -101,22 +119,22 @@ def recording_rules(c: dict) -> list[dict]:
             f")",
         ),
     ]
-    for q in ("50", "95", "99"):
-        rules.append(
-            _record(
-                f"task:librarian_task_runtime_seconds:p{q}_{w}",
-                f"histogram_quantile(0.{q}, sum by (task, queue, le) "
-                f"(rate(librarian_task_runtime_seconds_bucket{{{lib}}}[{w}])))",
-            )
+    rules += [
+        _record(
+            f"task:librarian_task_runtime_seconds:p{q}_{w}",
+            f"histogram_quantile(0.{q}, sum by (task, queue, le) "
+            f"(rate(librarian_task_runtime_seconds_bucket{{{lib}}}[{w}])))",
         )
-    for q in ("50", "95", "99"):
-        rules.append(
-            _record(
-                f"queue:librarian_task_queue_wait_seconds:p{q}_{w}",
-                f"histogram_quantile(0.{q}, sum by (queue, le) "
-                f"(rate(librarian_task_queue_wait_seconds_bucket{{{lib}}}[{w}])))",
-            )
+        for q in ("50", "95", "99")
+    ]
+    rules += [
+        _record(
+            f"queue:librarian_task_queue_wait_seconds:p{q}_{w}",
+            f"histogram_quantile(0.{q}, sum by (queue, le) "
+            f"(rate(librarian_task_queue_wait_seconds_bucket{{{lib}}}[{w}])))",
         )
+        for q in ("50", "95", "99")
+    ]
     rules += [
         # API and workers both export the depth of every queue: keep one value per queue.
         _record("queue:librarian_queue_depth:max", f"max by (queue) (librarian_queue_depth{{{lib}}})"),
@@ -208,7 +226,7 @@ def alert_groups(c: dict) -> list[dict]:
         ),
         _alert(
             "LibrarianWorkersDying",
-            f"sum(increase(librarian_messages_recovered_total{{{c['worker_selector']}, reason=\"worker_dead\"}}"
+            f'sum(increase(librarian_messages_recovered_total{{{c["worker_selector"]}, reason="worker_dead"}}'
             f"[{c['workers_dying_window']}])) > {c['workers_dying_messages']}",
             severity="warning",
             for_=None,  # a count over an hour already: no need to wait
@@ -275,8 +293,7 @@ def alert_groups(c: dict) -> list[dict]:
             for_=c["target_down_for"],
             summary="Prometheus cannot scrape a Librarian component.",
             description=(
-                f"{{{{ $labels.job }}}} target {{{{ $labels.instance }}}} has been down for "
-                f"{c['target_down_for']}."
+                f"{{{{ $labels.job }}}} target {{{{ $labels.instance }}}} has been down for {c['target_down_for']}."
             ),
             dashboard=DASHBOARD_WORKERS,
             c=c,
@@ -313,8 +330,7 @@ def alert_groups(c: dict) -> list[dict]:
         ),
         _alert(
             "LibrarianRedisMemoryHigh",
-            f"redis_memory_used_bytes{{{redis}}} / (redis_memory_max_bytes{{{redis}}} > 0) "
-            f"> {c['redis_memory_ratio']}",
+            f"redis_memory_used_bytes{{{redis}}} / (redis_memory_max_bytes{{{redis}}} > 0) > {c['redis_memory_ratio']}",
             severity="warning",
             for_=c["redis_memory_for"],
             summary="The Librarian broker (Redis) is almost full.",
@@ -348,6 +364,88 @@ def alert_groups(c: dict) -> list[dict]:
         {"name": "librarian.api", "rules": api_alerts},
         {"name": "librarian.redis", "rules": redis_alerts},
         {"name": "librarian.pipeline", "rules": pipeline},
+        {"name": "librarian.model_quality", "rules": model_quality_alerts(c)},
+    ]
+
+
+def model_quality_alerts(c: dict) -> list[dict]:
+    """What validation finds in the models: check errors, parts without a verdict, rejection jumps."""
+    w = c["worker_selector"]
+    rejected, failed = f'{w}, outcome="rejected"', f'{w}, outcome="failed"'
+
+    def finished(window: str, selector: str = w, by: str = "") -> str:
+        grouping = f"sum by ({by}) " if by else "sum"
+        return f"{grouping}(increase(librarian_parts_finished_total{{{selector}}}[{window}]))"
+
+    def rejection_rate(window: str) -> str:
+        return f"{finished(window, rejected, 'ruleset')}\n  /\n    {finished(window, by='ruleset')}"
+
+    fw, jw, bw = c["parts_failing_window"], c["rejection_jump_window"], c["rejection_baseline_window"]
+    cw, errors = c["check_errors_window"], f"librarian_check_errors_total{{{w}}}"
+    return [
+        _alert(
+            "LibrarianCheckErrors",
+            # A (check, object type) series is born at its first error: increase() cannot see that
+            # one, so a series younger than the window counts whole.
+            f"sum by (check, object_type) (\n"
+            f"    ({errors} unless {errors} offset {cw})\n"
+            f"  or\n"
+            f"    increase({errors}[{cw}])\n"
+            f") > 0",
+            severity="warning",
+            for_=None,  # rare, and each one matters
+            summary="A check failed on a real model.",
+            description=(
+                f"About {{{{ $value | humanize }}}} error(s) of check {{{{ $labels.check }}}} on "
+                f"{{{{ $labels.object_type }}}} objects in the last {cw}: a real model hit a "
+                f"gap in our checks. Its report holds CHECK_ERROR and may miss findings."
+            ),
+            dashboard=DASHBOARD_QUALITY,
+            c=c,
+        ),
+        _alert(
+            "LibrarianPartsFailing",
+            f"(\n"
+            f"    {finished(fw, failed)}\n"
+            f"  /\n"
+            f"    {finished(fw)}\n"
+            f") > {c['parts_failing_ratio']}\n"
+            f"and\n"
+            f"{finished(fw)} >= {c['parts_failing_min_finished']}",
+            severity="warning",
+            for_=None,  # a ratio over 30 min already
+            summary="Librarian parts end without a verdict.",
+            description=(
+                f"{{{{ $value | humanizePercentage }}}} of the parts finished in the last {fw} failed: no verdict "
+                f"after the validation task's retries (threshold {c['parts_failing_ratio']:.0%}, at least "
+                f"{c['parts_failing_min_finished']} finished)."
+            ),
+            dashboard=DASHBOARD_QUALITY,
+            c=c,
+        ),
+        _alert(
+            "LibrarianRejectionRateJump",
+            f"(\n"
+            f"    {rejection_rate(jw)}\n"
+            f")\n"
+            f"> {c['rejection_jump_factor']} * clamp_min(\n"
+            f"    {rejection_rate(bw)},\n"
+            f"    {c['rejection_baseline_floor']}\n"
+            f")\n"
+            f"and\n"
+            f"{finished(jw, by='ruleset')} >= {c['rejection_jump_min_finished']}",
+            severity="warning",
+            for_=c["rejection_jump_for"],
+            summary="A ruleset rejects far more models than usual.",
+            description=(
+                f"{{{{ $value | humanizePercentage }}}} of the parts validated with ruleset "
+                f"{{{{ $labels.ruleset }}}} in the last {jw} were rejected: more than "
+                f"{c['rejection_jump_factor']}x its {bw} rate (taken as at least "
+                f"{c['rejection_baseline_floor']:.0%})."
+            ),
+            dashboard=DASHBOARD_QUALITY,
+            c=c,
+        ),
     ]
 
 

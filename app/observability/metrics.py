@@ -143,6 +143,9 @@ def initialise_task_series(tasks: dict[str, str]) -> None:
             PIPELINE_ITEMS.labels(stage, status)
 
 
+MODEL_LEVEL_CHECKS = ("settings", "layers", "block definitions", "block cycles", "document strings")
+
+
 def initialise_model_series(rulesets: Iterable[str], codes: dict[str, str]) -> None:
     """Create the model series at 0: outcomes and findings (each code at its default severity) per
     known ruleset, unreadable reasons, size classes. `codes`: finding code -> default severity."""
@@ -155,3 +158,7 @@ def initialise_model_series(rulesets: Iterable[str], codes: dict[str, str]) -> N
         MODELS_UNREADABLE.labels(reason)
     for size_class in SIZE_CLASSES:
         VALIDATION_DURATION.labels(size_class)
+    # The checks that read a whole table of the model (object type "model") are a known, small set:
+    # at 0, so rate() and the alert see their first error. Per-object checks appear with it.
+    for check in MODEL_LEVEL_CHECKS:
+        CHECK_ERRORS.labels(check, "model")

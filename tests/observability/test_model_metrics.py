@@ -239,7 +239,11 @@ def test_model_metrics_logs_and_sentry_events_are_exact(stack, tmp_root):
     assert value(s, "librarian_model_size_bytes_sum") == sum(sizes.values())
     assert value(s, "librarian_model_objects_count") == len(objects)
     assert value(s, "librarian_model_objects_sum") == sum(objects.values())
-    assert not [name for (name, _) in s if name == "librarian_check_errors_total"]  # series come with the first
+    # No model here makes a check raise: only the model-level series created at 0 exist, all at 0.
+    check_errors = {
+        dict(labels)["check"]: v for (name, labels), v in s.items() if name == "librarian_check_errors_total"
+    }
+    assert check_errors == dict.fromkeys(m.MODEL_LEVEL_CHECKS, 0.0)
 
     # One `part finished` line per part, with the report's figures.
     lines = {line["part_id"]: line for line in worker.json_lines() if line.get("event") == "part finished"}

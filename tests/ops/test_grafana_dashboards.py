@@ -16,7 +16,13 @@ from .promql import unknown_names, variable_query_names
 GRAFANA = ROOT / "grafana"
 DASHBOARD_DIR = GRAFANA / "dashboards"
 DATASOURCE_UID = "librarian-prometheus"
-EXPECTED_UIDS = {"librarian-tasks", "librarian-workers-queues", "librarian-api", "librarian-redis"}
+EXPECTED_UIDS = {
+    "librarian-tasks",
+    "librarian-workers-queues",
+    "librarian-api",
+    "librarian-redis",
+    "librarian-model-quality",
+}
 # Grafana's built-in variables, replaced so promtool can parse the queries.
 GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$__interval": "1m", "$__range": "1h"}
 
@@ -111,6 +117,14 @@ def test_queries_are_valid_promql(promtool, tmp_path):
         ("librarian-api", "histogram_quantile(0.5, sum by (le) (rate(librarian_http_request_duration_seconds_bucket"),
         ("librarian-redis", "redis_memory_used_bytes"),
         ("librarian-redis", "redis_commands_processed_total"),
+        ("librarian-model-quality", "3600 * sum by (outcome) (rate(librarian_parts_finished_total"),
+        ("librarian-model-quality", 'outcome="rejected"}[1h]))'),
+        ("librarian-model-quality", "topk(10, sum by (code, severity) (increase(librarian_findings_total"),
+        ("librarian-model-quality", "sum by (size_class, le) (rate(librarian_validation_duration_seconds_bucket"),
+        ("librarian-model-quality", "histogram_quantile(0.95, sum by (le) (rate(librarian_model_size_bytes_bucket"),
+        ("librarian-model-quality", "histogram_quantile(0.95, sum by (le) (rate(librarian_model_objects_bucket"),
+        ("librarian-model-quality", "sum by (reason_code) (increase(librarian_models_unreadable_total"),
+        ("librarian-model-quality", 'unless librarian_check_errors_total{job="worker"} offset $__range'),
     ],
 )
 def test_dashboards_show_what_they_promise(uid, needle):

@@ -3,10 +3,11 @@
 A Prometheus server (Debian's `prometheus`) scrapes this test's own API, worker, Flower and a
 redis_exporter (Debian's `prometheus-redis-exporter`) in front of the test broker every second,
 with the project's five scrape jobs (names, auth, paths from prometheus/prometheus.yml) and its
-real rule files. A workload that succeeds, fails, retries and answers 2xx/4xx/5xx runs through
-the stack; then every `expr` of every Grafana panel, every variable query, every recording rule
-and every series an alert reads must return finite data through Prometheus' HTTP API — nothing is
-excused. Finally the worker is SIGKILLed and the LibrarianNoLiveWorker expression must turn true.
+real rule files. A workload that succeeds, fails, retries, answers 2xx/4xx/5xx and uploads models
+(one valid, one rejected for its names, one unreadable) runs through the stack; then every `expr`
+of every Grafana panel, every variable query, every recording rule and every series an alert reads
+must return finite data through Prometheus' HTTP API — nothing is excused. Finally the worker is
+SIGKILLed and the LibrarianNoLiveWorker expression must turn true.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import httpx
 import pytest
 import yaml
 
+from tests.fixtures.models_3dm import bad_names, corrupt_bytes, valid_part
 from tests.utils.processes import ManagedProcess, free_port, wait_until
 
 from .helpers import ROOT, load_rules
@@ -161,11 +163,27 @@ def dashboard_queries() -> tuple[list[tuple[str, str, str]], list[tuple[str, str
 
 # --------------------------------------------------------------------------- workload
 DEMO, FIVE_XX, STORAGE_FAILURES, TRANSIENT, HEALTH = 4, 2, 1, 1, 2  # per round
+# Models uploaded per round, with the outcome each must end in: findings, a rejection, an unreadable file.
+MODELS = {valid_part: "validated", bad_names: "rejected", corrupt_bytes: "rejected"}
+FINISHED = {"validated", "rejected", "failed"}
 
 
-def run_workload(stack, round_: int) -> None:
-    """Successes, failures (one after 3 retries), 2xx, 4xx and 5xx; returns once all finished."""
+def upload_models(api: httpx.Client, directory: Path) -> dict[str, tuple[str, str]]:
+    """Upload every model of MODELS; {part id: (file name, expected outcome)}."""
+    parts = {}
+    for make, outcome in MODELS.items():
+        path = make(directory)
+        answer = api.post("/api/v1/parts", files={"file": (path.name, path.read_bytes())})
+        assert answer.status_code == 202, answer.text
+        parts[answer.json()["part_id"]] = (path.name, outcome)
+    return parts
+
+
+def run_workload(stack, round_: int, models_dir: Path) -> None:
+    """Successes, failures (one after 3 retries), 2xx, 4xx and 5xx, and uploaded models validated or
+    rejected; returns once all finished."""
     with httpx.Client(base_url=stack.api_url, timeout=15) as api:
+        parts = upload_models(api, models_dir)
         demo_ids = []
         for i in range(DEMO):
             answer = api.post("/api/v1/tasks/test", params={"message": f"prom-{round_}-{i}", "steps": 1})
@@ -186,6 +204,18 @@ def run_workload(stack, round_: int) -> None:
             return all(api.get(f"/api/v1/tasks/{i}").json()["status"] == "SUCCESS" for i in demo_ids)
 
         wait_until(demo_done, timeout=45, interval=0.3, message=f"demo tasks unfinished:\n{stack.worker.tail()}")
+
+        def statuses() -> dict[str, str]:
+            return {part_id: api.get(f"/api/v1/parts/{part_id}").json()["status"] for part_id in parts}
+
+        wait_until(
+            lambda: set(statuses().values()) <= FINISHED,
+            timeout=60,
+            interval=0.3,
+            message=f"parts unfinished: {statuses()}\n{stack.worker.tail()}",
+        )
+        ended = {parts[part_id][0]: status for part_id, status in statuses().items()}
+        assert ended == dict(parts.values()), ended
     for result in healthy:
         result.get(timeout=30)
     for result in failing:
@@ -203,6 +233,7 @@ def scraped(prom: Prom, rounds: int) -> bool:
         'sum(librarian_tasks_failed_total{job="worker"})': (STORAGE_FAILURES + TRANSIENT) * rounds,
         'sum(librarian_tasks_succeeded_total{job="worker"})': (DEMO + HEALTH) * rounds,
         'sum(librarian_http_requests_total{job="api", status="5xx"})': FIVE_XX * rounds,
+        'sum(librarian_parts_finished_total{job="worker"})': len(MODELS) * rounds,
     }
     for query, minimum in wanted.items():
         result = prom.query(query)
@@ -312,8 +343,9 @@ def test_every_dashboard_query_rule_and_alert_has_data_in_a_real_prometheus(
         # Two rounds. A counter series is born at its first increment, so Prometheus' first sample
         # of it already holds that count and rate()/increase() see no change: round 1 creates every
         # series (and Prometheus scrapes them), round 2 moves them.
+        models_dir = tmp_path / "models"
         for round_ in (1, 2):
-            run_workload(stack, round_)
+            run_workload(stack, round_, models_dir)
             wait_until(
                 lambda n=round_: scraped(prom, n),
                 timeout=20,
