@@ -183,7 +183,8 @@ def cmd_redis(_: argparse.Namespace) -> None:
     sys.exit(0 if stop else 1)
 
 
-def cmd_migrate(_: argparse.Namespace) -> None:
+def cmd_migrate(args: argparse.Namespace) -> None:
+    import structlog  # noqa: PLC0415 (per command, see top)
     from sqlalchemy.exc import SQLAlchemyError  # noqa: PLC0415 (per command, see top)
 
     from app.core.config import mask_url  # noqa: PLC0415 (reads settings: after load_settings)
@@ -197,7 +198,12 @@ def cmd_migrate(_: argparse.Namespace) -> None:
     except SQLAlchemyError as exc:
         print(f"librarian migrate: failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
         sys.exit(1)
-    print(f"database at revision {revision} ({mask_url(settings.database_url)})", flush=True)
+    if args.log:  # under a supervisor (`librarian up`): one JSON line like every other process's
+        structlog.get_logger("librarian.migrate").info(
+            "database migrated", revision=revision, database=mask_url(settings.database_url)
+        )
+    else:
+        print(f"database at revision {revision} ({mask_url(settings.database_url)})", flush=True)
 
 
 def cmd_up(args: argparse.Namespace) -> None:
@@ -219,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.set_defaults(func=cmd_up)
 
     migrate = sub.add_parser("migrate", help="upgrade the database to the latest schema (idempotent)")
+    migrate.add_argument("--log", action="store_true", help="report the revision as a JSON log line, not text")
     migrate.set_defaults(func=cmd_migrate)
 
     api = sub.add_parser("api", help="run the HTTP API (uvicorn)")

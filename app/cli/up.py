@@ -168,10 +168,6 @@ def run_stack(*, with_flower: bool = True, with_beat: bool = True) -> int:
 
 def _supervise(with_flower: bool, with_beat: bool) -> int:
     env = dict(os.environ)
-    # The schema first, once, before the processes that use it (they upgrade too, finding nothing to do).
-    if subprocess.run(_cli("migrate"), env=env, check=False).returncode != 0:
-        print("librarian up: not starting: `librarian migrate` failed (above)", file=sys.stderr, flush=True)
-        return 1
     hint = "password from FLOWER_PASSWORD"
     if with_flower and settings.flower_password_is_placeholder and settings.ENVIRONMENT == "development":
         env["FLOWER_PASSWORD"] = dev_flower_password()
@@ -186,4 +182,8 @@ def _supervise(with_flower: bool, with_beat: bool) -> int:
     if with_flower:
         supervisor.add(Child("flower", _cli("flower"), env=env))
     print(banner(with_flower, hint), flush=True)
+    # The schema first, once, before the processes that use it (they upgrade too, finding nothing to do).
+    if subprocess.run(_cli("migrate", "--log"), env=env, check=False).returncode != 0:
+        print("librarian up: not starting: `librarian migrate` failed (above)", file=sys.stderr, flush=True)
+        return 1
     return supervisor.run()

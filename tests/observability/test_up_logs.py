@@ -19,10 +19,11 @@ from tests.utils.processes import ManagedProcess, cli, free_port, wait_http, wai
 
 pytestmark = pytest.mark.integration
 
-SERVICES = {"supervisor", "redis", "api", "worker", "beat", "flower"}
+SERVICES = {"supervisor", "migrate", "redis", "api", "worker", "beat", "flower"}
 # Loggers only one process uses: a line from one of them must name that process.
 LOGGER_SERVICE = {
     "librarian.supervisor": "supervisor",
+    "librarian.migrate": "migrate",
     "librarian.redis": "redis",
     "librarian.api": "api",
     "uvicorn": "api",
