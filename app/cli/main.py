@@ -206,6 +206,39 @@ def cmd_migrate(args: argparse.Namespace) -> None:
         print(f"database at revision {revision} ({mask_url(settings.database_url)})", flush=True)
 
 
+def cmd_probe_worker(args: argparse.Namespace) -> None:
+    """Exit 0 when this host's worker heartbeat key exists and is fresh, 1 otherwise (one line why).
+
+    A Kubernetes exec liveness probe: the heartbeat thread writes the key every 2 s with a 6 s TTL
+    (app/worker/heartbeat.py), so a key that is there and recent means the worker's main process
+    is alive and reaches Redis.
+    """
+    import json  # noqa: PLC0415 (per command, see top)
+
+    from app.broker import keys  # noqa: PLC0415 (per command, see top)
+    from app.core.redis import get_redis  # noqa: PLC0415 (reads settings: after load_settings)
+
+    node = args.name.replace("%h", socket.gethostname())  # as cmd_worker names it
+    key = keys.WORKER.format(hostname=node)
+    try:
+        raw = get_redis().get(key)
+    except Exception as exc:  # noqa: BLE001 (any failure to read is a failed probe)
+        print(f"worker {node}: heartbeat unreadable: {type(exc).__name__}: {exc}", flush=True)
+        sys.exit(1)
+    if raw is None:
+        print(f"worker {node}: no heartbeat ({key} missing or expired)", flush=True)
+        sys.exit(1)
+    try:
+        age = time.time() - float(json.loads(raw)["timestamp"])
+    except (ValueError, TypeError, KeyError):
+        print(f"worker {node}: heartbeat unreadable ({key} is not a heartbeat)", flush=True)
+        sys.exit(1)
+    if age > args.max_age:
+        print(f"worker {node}: heartbeat stale ({age:.1f} s old, over {args.max_age:g} s)", flush=True)
+        sys.exit(1)
+    print(f"worker {node}: alive (heartbeat {age:.1f} s old)", flush=True)
+
+
 def cmd_up(args: argparse.Namespace) -> None:
     from app.cli.up import run_stack  # noqa: PLC0415 (reads settings: after load_settings)
     from app.observability.logging import configure_logging  # noqa: PLC0415 (reads settings: after load_settings)
@@ -249,6 +282,13 @@ def build_parser() -> argparse.ArgumentParser:
     flower.set_defaults(func=cmd_flower)
 
     sub.add_parser("redis", help="run the embedded Valkey server").set_defaults(func=cmd_redis)
+
+    probe = sub.add_parser("probe", help="health probes for Kubernetes exec checks (exit 0 healthy, 1 not)")
+    probes = probe.add_subparsers(dest="probe", required=True)
+    probe_worker = probes.add_parser("worker", help="this host's worker heartbeat is present and fresh")
+    probe_worker.add_argument("--name", default="librarian@%h", help="worker node name, as given to `librarian worker`")
+    probe_worker.add_argument("--max-age", type=float, default=15.0, help="seconds a heartbeat may be old")
+    probe_worker.set_defaults(func=cmd_probe_worker)
 
     from app.cli.batches import add_batches_parser  # noqa: PLC0415 (reads settings: after load_settings)
     from app.cli.submit import add_submit_parser  # noqa: PLC0415 (reads settings: after load_settings)
