@@ -34,7 +34,7 @@ from typing import Any
 import redis
 
 from app.broker import keys
-from app.broker.journal import script, text
+from app.broker.journal import JournalKeys, script, text
 
 # A beat, scored by the server's clock. KEYS: incarnations. ARGV: incarnation.
 BEAT = """
@@ -81,6 +81,8 @@ local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if score and tonumber(score) < tonumber(ARGV[2]) then redis.call('ZREM', KEYS[1], ARGV[1]) end
 return 1
 """
+
+DEFAULT_JOURNAL = JournalKeys()  # the default key names (a deployment may rename them: transport options)
 
 _incarnation: str | None = None
 
@@ -141,18 +143,16 @@ def restore(
     unacked: str,
     unacked_index: str,
     targets: Sequence[tuple[str, str]],
-    journal_key: str = keys.JOURNAL,
-    index_prefix: str = keys.JOURNAL_INDEX_PREFIX,
-    tail_sequence: str = keys.JOURNAL_TAIL_SEQUENCE,
+    names: JournalKeys = DEFAULT_JOURNAL,
 ) -> bool:
     """Move `tag` from `unacked` back to its queue lists (`targets`: (queue list, message) pairs) if
     the dead `incarnation_id` still holds it. True when it was put back."""
-    args: list[str] = [tag, incarnation_id, index_prefix]
+    args: list[str] = [tag, incarnation_id, names.index_prefix]
     for queue_key, message in targets:
         args += [queue_key, message]
     return bool(
         script(RESTORE)(
-            keys=[keys.HOLDER, held_key(incarnation_id), unacked, unacked_index, journal_key, tail_sequence],
+            keys=[keys.HOLDER, held_key(incarnation_id), unacked, unacked_index, names.journal, names.tail_sequence],
             args=args,
             client=client,
         )

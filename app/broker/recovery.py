@@ -57,9 +57,7 @@ def restore_dead_holders(channel: Any, dead_after: float) -> dict[str, list[str]
                 unacked=channel.unacked_key,
                 unacked_index=channel.unacked_index_key,
                 targets=targets,
-                journal_key=channel.journal_key,
-                index_prefix=channel.journal_index_prefix,
-                tail_sequence=channel.journal_tail_sequence_key,
+                names=channel.journal_names,
             ):
                 restored.setdefault(incarnation, []).append(task_id_of(raw) or tag)
         holders.retire(client, incarnation, cutoff)

@@ -5,7 +5,7 @@ however long it waits in a queue or on a paused owner (its real state: Celery's 
 One hash per id, `librarian:issued:{id}` → {name, finished_at once it ended}, kept ISSUED_TASK_TTL
 (30 days) from the publish and again from the end: far longer than a result (RESULT_EXPIRES, 1 h).
 The worker marks a task finished once its final state (SUCCESS, FAILURE, REVOKED) is stored
-(`note_finished`, from the outcome signals in app/observability/celery_logging.py); the API marks
+(`note_finished`, from the outcome signals in app/worker/signals.py); the API marks
 one it revokes, and one it sees finished. A task that no worker marked (the mark failed on a Redis
 error) answers PENDING, not 410, once its result expired.
 """

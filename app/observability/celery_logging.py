@@ -15,9 +15,7 @@ import structlog
 from celery import signals
 from celery.exceptions import SoftTimeLimitExceeded
 
-from app.broker.keys import ISSUED_HEADER
-from app.core.task_registry import note_finished
-from app.observability.celery_metrics import REQUEST_ID, _queue_of, _request_header, started_at
+from app.observability.celery_metrics import REQUEST_ID, _queue_of, request_header, started_at
 
 log = structlog.get_logger("librarian.task")
 
@@ -35,7 +33,7 @@ def _bind(task: Any) -> None:
         task_name=task.name,
         queue=_queue_of(request),
         retries=request.retries or 0,
-        request_id=_request_header(request, REQUEST_ID),
+        request_id=request_header(request, REQUEST_ID),
     )
 
 
@@ -45,7 +43,7 @@ def _received(request: Any = None, **_: Any) -> None:
         task_id=request.id,
         task_name=request.name,
         queue=_queue_of(request),
-        request_id=_request_header(request, REQUEST_ID),
+        request_id=request_header(request, REQUEST_ID),
         eta=str(request.eta) if request.eta else None,
     )
 
@@ -62,16 +60,7 @@ def _runtime(task_id: str | None) -> float | None:
     return round(time.perf_counter() - started, 6) if started is not None else None
 
 
-def _note_finished(request: Any, task_id: str | None) -> None:
-    # Only messages the API recorded as issued carry the header: a task nobody can ask the API
-    # about (beat's canary, a chain's later steps) costs no Redis round trip. A hard-time-limit
-    # failure arrives without its headers; the API marks such a task when it reads its final state.
-    if request is not None and _request_header(request, ISSUED_HEADER):
-        note_finished(task_id)
-
-
 def _success(sender: Any = None, **_: Any) -> None:
-    _note_finished(sender.request, sender.request.id)  # the final state is stored: 410 once it expires
     log.info("task succeeded", runtime_s=_runtime(sender.request.id))
 
 
@@ -82,7 +71,6 @@ def _retry(request: Any = None, reason: Any = None, **_: Any) -> None:
 def _failure(
     sender: Any = None, task_id: str | None = None, exception: BaseException | None = None, einfo: Any = None, **_: Any
 ) -> None:
-    _note_finished(getattr(sender, "request", None), task_id)
     runtime = _runtime(task_id)
     expected = getattr(sender, "throws", ())
     if exception is not None and expected and isinstance(exception, expected):
@@ -103,7 +91,6 @@ def _failure(
 
 
 def _revoked(request: Any = None, terminated: bool = False, expired: bool = False, **_: Any) -> None:
-    _note_finished(request, getattr(request, "id", None))
     log.warning("task revoked", task_id=getattr(request, "id", None), terminated=terminated, expired=expired)
 
 

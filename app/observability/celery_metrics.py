@@ -30,7 +30,7 @@ def started_at(task_id: str | None) -> float | None:
     return _started.get(task_id) if task_id else None
 
 
-def _request_header(request: Any, key: str) -> Any:
+def request_header(request: Any, key: str) -> Any:
     """A custom message header: an attribute of a task's Context, a key of a worker Request's dict."""
     value = getattr(request, key, None)
     if value is None:
@@ -83,7 +83,7 @@ def _on_received(request: Any = None, **_: Any) -> None:
 
 def _due_time(request: Any) -> float | None:
     """When the task could first start: its publish time, or its ETA if that is later."""
-    published = _request_header(request, PUBLISHED_AT)
+    published = request_header(request, PUBLISHED_AT)
     if published is None:
         return None
     due = float(published)

@@ -15,11 +15,14 @@ from celery import signals
 from prometheus_client import multiprocess
 
 from app.broker import holders, recovery
+from app.broker.keys import ISSUED_HEADER
 from app.core.agents import publish_status
 from app.core.config import mask_url, settings
 from app.core.db import get_engine
 from app.core.redis import get_redis
+from app.core.task_registry import note_finished
 from app.observability import celery_logging, celery_metrics, model_metrics
+from app.observability.celery_metrics import request_header
 from app.observability.logging import configure_logging
 from app.observability.metrics import initialise_task_series
 from app.observability.metrics_server import start_metrics_server
@@ -125,6 +128,17 @@ def _start_pause_listener(**_: Any) -> None:
     pause_registry.start()
 
 
+def _mark_issued_finished(sender: Any = None, task_id: str | None = None, request: Any = None, **_: Any) -> None:
+    """An id the API issued is marked finished once its final state is stored (task_success,
+    task_failure and task_revoked come after it), so GET /tasks/{id} answers 410 when the result
+    expires. Only messages carrying the issued header: the canary and chain steps cost no round trip.
+    A hard-time-limit failure arrives without its headers; the API marks such a task when it reads
+    its final state."""
+    request = request if request is not None else getattr(sender, "request", None)
+    if request is not None and request_header(request, ISSUED_HEADER):
+        note_finished(task_id or getattr(request, "id", None))
+
+
 def _announce_start(task: Any = None, task_id: str | None = None, **_: Any) -> None:
     _announce(task, task_id, "started")
 
@@ -158,6 +172,9 @@ _RECEIVERS: tuple[tuple[Any, Any], ...] = (
     (signals.task_received, _note_task_received),
     (signals.worker_shutdown, _stop_heartbeat),
     (signals.worker_shutdown, _stop_recovery),
+    (signals.task_success, _mark_issued_finished),
+    (signals.task_failure, _mark_issued_finished),
+    (signals.task_revoked, _mark_issued_finished),
     (signals.task_prerun, _announce_start),
     (signals.task_postrun, _announce_end),
 )

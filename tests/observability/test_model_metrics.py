@@ -418,3 +418,13 @@ def test_label_sets_cover_every_reason_code_and_verdict_the_validation_can_produ
     assert raised | {"missing"} == set(m.UNREADABLE_REASONS)  # missing: ModelFileMissingError
     verdicts = (guarded.MODEL_UNREADABLE, guarded.MODEL_TOO_LARGE, guarded.RESOURCE_LIMIT, guarded.ENGINE_CRASH)
     assert set(model_metrics.VERDICT_CODES) == set(verdicts)
+
+
+def test_the_series_created_at_zero_name_every_table_check_of_the_engine():
+    """`m.MODEL_LEVEL_CHECKS` repeats the names the engine guards its table reads with: a renamed or
+    added table check must show up there too, or its series would be missing until its first error."""
+    from app.validation import engine
+
+    source = Path(engine.__file__).read_text()
+    guarded_reads = set(re.findall(r'guard\(\s*"([^"]+)"', source))
+    assert guarded_reads == set(m.MODEL_LEVEL_CHECKS)

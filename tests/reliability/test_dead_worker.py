@@ -156,22 +156,32 @@ def wait_processing_and_held(stack: Stack, base: str, part_id: str) -> None:
     )
 
 
-def test_a_part_whose_worker_is_sigkilled_mid_file_ends_validated(stack, big_model):
-    stack.stop_workers()
+def api_base(stack: Stack) -> str:
+    """The module's API, started by the first test that needs it."""
     if not hasattr(stack, "base"):
         stack.api, stack.base = stack.start_api("api")  # type: ignore[attr-defined]
+    return str(stack.base)  # type: ignore[attr-defined]
+
+
+def wait_final(base: str, part_id: str, timeout: float, message: str) -> dict:
+    return wait_until(
+        lambda: (p := part(base, part_id))["status"] in {"validated", "rejected", "failed"} and p,
+        timeout=timeout,
+        interval=0.2,
+        message=message,
+    )
+
+
+def test_a_part_whose_worker_is_sigkilled_mid_file_ends_validated(stack, big_model):
+    stack.stop_workers()
+    base = api_base(stack)
     worker = stack.start_worker("wv", extra=("--queues", "validation"))
-    part_id = upload(stack.base, big_model)  # type: ignore[attr-defined]
-    wait_processing_and_held(stack, stack.base, part_id)  # type: ignore[attr-defined]
+    part_id = upload(base, big_model)
+    wait_processing_and_held(stack, base, part_id)
     kill_group_hard(worker)
     killed_at = time.monotonic()
     stack.start_worker("wv", extra=("--queues", "validation"))
-    final = wait_until(
-        lambda: (p := part(stack.base, part_id))["status"] in {"validated", "rejected", "failed"} and p,
-        timeout=60,
-        interval=0.2,
-        message="the part stayed processing",
-    )
+    final = wait_final(base, part_id, 60, "the part stayed processing")
     took = time.monotonic() - killed_at
     report(
         "dead worker: part validated after its worker's SIGKILL",
@@ -184,22 +194,16 @@ def test_a_part_whose_worker_is_sigkilled_mid_file_ends_validated(stack, big_mod
 
 def test_a_worker_frozen_past_the_limit_leaves_one_consistent_part(stack, big_model):
     stack.stop_workers()
-    if not hasattr(stack, "base"):
-        stack.api, stack.base = stack.start_api("api")  # type: ignore[attr-defined]
+    base = api_base(stack)
     frozen = stack.start_worker("wf", extra=("--queues", "validation"))
-    part_id = upload(stack.base, big_model)  # type: ignore[attr-defined]
-    wait_processing_and_held(stack, stack.base, part_id)  # type: ignore[attr-defined]
-    task_id = part(stack.base, part_id)["task_id"]  # type: ignore[attr-defined]
+    part_id = upload(base, big_model)
+    wait_processing_and_held(stack, base, part_id)
+    task_id = part(base, part_id)["task_id"]
     os.killpg(frozen.pid, signal.SIGSTOP)
     other = stack.start_worker("wo", extra=("--queues", "validation"))
     time.sleep(20)
     os.killpg(frozen.pid, signal.SIGCONT)
-    final = wait_until(
-        lambda: (p := part(stack.base, part_id))["status"] in {"validated", "rejected", "failed"} and p,
-        timeout=120,
-        interval=0.2,
-        message="the part never finished",
-    )
+    final = wait_final(base, part_id, 120, "the part never finished")
 
     def runs(process) -> int:
         return sum(
@@ -227,7 +231,7 @@ def test_a_worker_frozen_past_the_limit_leaves_one_consistent_part(stack, big_mo
     assert runs(other) == 1, "the live worker took the frozen worker's part over"
     assert skipped >= 1, "the frozen worker's late ack must be skipped, not clear the other's records"
     assert client.hlen("unacked") == 0 and client.hlen(keys.HOLDER) == 0 and client.hlen(keys.JOURNAL) == 0
-    again = part(stack.base, part_id)  # type: ignore[attr-defined]
+    again = part(base, part_id)
 
     def verdict(p: dict) -> dict:  # the summary without its timing: each run measures its own
         return {k: v for k, v in (p.get("summary") or {}).items() if k != "duration_seconds"}
