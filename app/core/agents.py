@@ -41,6 +41,14 @@ while true do
 end
 """
 
+# Hold only while the pause key exists, atomically with the resume's DEL + release (above).
+_HOLD = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('RPUSH', KEYS[2], ARGV[1])
+if ARGV[4] ~= '' then redis.call('SET', KEYS[3], ARGV[2], 'EX', ARGV[3]) end
+return 1
+"""
+
 
 def pause(client: redis.Redis, user_id: str) -> None:
     client.set(PAUSED_KEY.format(user_id=user_id), str(time.time()))
@@ -62,13 +70,18 @@ def held_count(client: redis.Redis, user_id: str) -> int:
     return int(client.llen(HELD_KEY.format(user_id=user_id)))
 
 
-def hold_message(client: redis.Redis, user_id: str, raw_message: dict[str, Any]) -> None:
-    task_id = (raw_message.get("headers") or {}).get("id")
-    with client.pipeline() as pipe:
-        pipe.rpush(HELD_KEY.format(user_id=user_id), json.dumps(raw_message))
-        if task_id:
-            pipe.set(HELD_TASK_KEY.format(task_id=task_id), user_id, ex=HELD_TASK_TTL)
-        pipe.execute()
+def hold_message(client: redis.Redis, user_id: str, raw_message: dict[str, Any]) -> bool:
+    """Hold a message while its user is paused. Returns False, holding nothing, when the user is no
+    longer paused: the check and the push are one script, so a resume that deletes the pause key
+    and then releases the list can never miss a message held in between."""
+    task_id = (raw_message.get("headers") or {}).get("id") or ""
+    paused, held, held_task = (
+        PAUSED_KEY.format(user_id=user_id),
+        HELD_KEY.format(user_id=user_id),
+        HELD_TASK_KEY.format(task_id=task_id),
+    )
+    body = json.dumps(raw_message)
+    return bool(client.eval(_HOLD, 3, paused, held, held_task, body, user_id, HELD_TASK_TTL, task_id))
 
 
 def held_for(client: redis.Redis, task_id: str) -> str | None:

@@ -72,14 +72,19 @@ class PausableRequest(Request):
         if self._held:
             return True
         owner = self._request_dict.get(agents.OWNER_HEADER)  # private: celery.Request._request_dict
-        if owner and owner in registry.paused:
-            self._hold(owner)
+        if owner and owner in registry.paused and self._hold(owner):
             return True
         return super().revoked()
 
-    def _hold(self, owner: str) -> None:
-        agents.hold_message(get_redis(), owner, self._message._raw)  # private: celery.Request._message
+    def _hold(self, owner: str) -> bool:
+        """Hold the message unless Redis says the user has resumed meanwhile: the in-memory set
+        learns of a resume over pub/sub, which can arrive after the released message itself."""
+        if not agents.hold_message(get_redis(), owner, self._message._raw):  # private: celery.Request._message
+            registry.paused.discard(owner)
+            log.info("pause already lifted: task runs", task_id=self.id, owner=owner)
+            return False
         self._held = True
         self.acknowledge()
         state.task_ready(self)
         log.info("task held: user paused", task_id=self.id, task_name=self.name, owner=owner)
+        return True
