@@ -4,11 +4,12 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help install run test test-fast lint lock clean bench bench-validation bench-overhead bench-health bench-e2e bench-scrape bench-hooks bench-hostile bench-broker
+.PHONY: help install run test test-fast lint lock clean bench bench-validation bench-overhead bench-health bench-e2e bench-scrape bench-hooks bench-hostile bench-broker bench-publish-wait bench-scale test-postgresql
 
 help:
 	@echo "make run      set up .venv and run API, worker, beat, Flower and an embedded Valkey"
-	@echo "make test     set up .venv, run make lint, then the whole test suite (real processes)"
+	@echo "make test     set up .venv, run make lint, then the whole test suite (real processes) on SQLite,"
+	@echo "              then the database tests (PG_TESTS) again on PostgreSQL (make test-postgresql)"
 	@echo "make lint     ruff (lint + format check) over app, tests and bench; mypy over app"
 	@echo "make lock     re-pin requirements*.lock from pyproject.toml"
 	@echo "make bench    run every benchmark (quick settings), print a summary, write bench/results/<date>.json"
@@ -25,8 +26,24 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/librarian up
 
+# The suite runs on SQLite, then PG_TESTS (every database code path) again on a PostgreSQL 16 the
+# harness starts (pgserver). LIBRARIAN_TEST_DATABASE=postgresql make test: the whole suite on PostgreSQL.
+LIBRARIAN_TEST_DATABASE ?= sqlite
+PG_TESTS := tests/api/test_parts.py tests/api/test_batches.py tests/api/test_rulesets.py \
+	tests/api/test_tasks.py::test_a_validation_answers_its_current_stage_as_message \
+	tests/api/test_tasks.py::test_revoke_a_queued_validation_fails_its_part \
+	tests/worker/test_maintenance.py tests/reliability/test_database_lock.py \
+	tests/reliability/test_worker_kill.py::test_worker_sigkilled_three_times_loses_and_duplicates_nothing \
+	tests/reliability/test_worker_kill.py::test_pool_child_sigkilled_mid_task_is_redelivered_not_lost
+
 test: $(STAMP) lint
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	LIBRARIAN_TEST_DATABASE=$(LIBRARIAN_TEST_DATABASE) $(BIN)/python -m pytest $(PYTEST_ARGS)
+ifeq ($(LIBRARIAN_TEST_DATABASE),sqlite)
+	LIBRARIAN_TEST_DATABASE=postgresql $(BIN)/python -m pytest $(PG_TESTS) $(PYTEST_ARGS)
+endif
+
+test-postgresql: $(STAMP)
+	LIBRARIAN_TEST_DATABASE=postgresql $(BIN)/python -m pytest $(PG_TESTS) $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not integration" $(PYTEST_ARGS)
@@ -54,6 +71,9 @@ bench-validation: $(STAMP)
 bench-overhead: $(STAMP)
 	$(BIN)/python -m bench.overhead $(BENCH_ARGS)
 
+bench-scale: $(STAMP)
+	$(BIN)/python -m bench.scale $(BENCH_ARGS)
+
 bench-e2e: $(STAMP)
 	$(BIN)/python -m bench.e2e $(BENCH_ARGS)
 
@@ -68,6 +88,9 @@ bench-hooks: $(STAMP)
 
 bench-broker: $(STAMP)
 	$(BIN)/python -m bench.broker $(BENCH_ARGS)
+
+bench-publish-wait: $(STAMP)
+	$(BIN)/python -m bench.publish_wait $(BENCH_ARGS)
 
 bench-hostile: $(STAMP)
 	$(BIN)/python -m bench.hostile $(BENCH_ARGS)

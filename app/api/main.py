@@ -28,6 +28,7 @@ from app.core.redis import close_async_pool, close_pool
 from app.core.rulesets import sync_files
 from app.observability.logging import configure_logging
 from app.observability.sentry import init_sentry
+from app.ui import install_ui
 from app.validation.rulesets import RulesetError
 
 log = structlog.get_logger("librarian.api.access")
@@ -135,6 +136,7 @@ def create_app() -> FastAPI:
     app.include_router(api_router)
     app.include_router(health.router)
     install_docs(app)
+    install_ui(app)  # the web console under /ui (docs/console.md)
     install_metrics(app)
     return app
 

@@ -15,17 +15,38 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from typing import Any
 
 import structlog
 from fastapi import HTTPException, Request
 from limits import RateLimitItem, parse
-from limits.storage import MemoryStorage, RedisStorage
+from limits.storage import MemoryStorage, RedisSentinelStorage, RedisStorage, Storage
 from limits.strategies import MovingWindowRateLimiter
 
 from app.api.deps import OwnerDep
+from app.core import sentinel
 from app.core.config import settings
 
 log = structlog.get_logger("librarian.api.ratelimit")
+
+
+def redis_storage() -> Storage:
+    """The limits library's Redis storage on REDIS_URL: its Sentinel storage (`redis+sentinel://`,
+    primary only) when REDIS_URL lists sentinels."""
+    timeout = settings.REDIS_SOCKET_TIMEOUT
+    where = settings.redis_sentinel
+    if where is None:
+        return RedisStorage(settings.redis_url, socket_connect_timeout=timeout, socket_timeout=timeout)
+    options: dict[str, Any] = {"socket_connect_timeout": timeout, "socket_timeout": timeout, "db": where.db}
+    options.update({k: v for k, v in (("password", where.password), ("username", where.username)) if v})
+    hosts = ",".join(f"{host}:{port}" for host, port in where.sentinels)
+    return RedisSentinelStorage(
+        f"redis+sentinel://{hosts}",
+        service_name=settings.REDIS_SENTINEL_MASTER,
+        use_replicas=False,  # a window read from a lagging replica would let a burst through
+        sentinel_kwargs=sentinel.sentinel_kwargs(settings.REDIS_SENTINEL_PASSWORD.get_secret_value(), timeout),
+        **options,
+    )
 
 
 class RateLimiter:
@@ -38,12 +59,7 @@ class RateLimiter:
 
     def _primary(self) -> MovingWindowRateLimiter:
         if self._redis is None:
-            storage = RedisStorage(
-                settings.redis_url,
-                socket_connect_timeout=settings.REDIS_SOCKET_TIMEOUT,
-                socket_timeout=settings.REDIS_SOCKET_TIMEOUT,
-            )
-            self._redis = MovingWindowRateLimiter(storage)
+            self._redis = MovingWindowRateLimiter(redis_storage())
         return self._redis
 
     def hit(self, client_key: str) -> tuple[bool, int]:

@@ -15,6 +15,7 @@ from redis.exceptions import RedisError
 
 from app.broker.keys import ISSUED_HEADER as ISSUED
 from app.broker.keys import OWNER_HEADER
+from app.broker.transport import NotReplicated
 from app.core.errors import DependencyUnavailable
 from app.core.task_registry import forget_issued, record_issued
 
@@ -88,6 +89,11 @@ def submit_many(celery: Celery, client: redis.Redis, messages: Sequence[Message]
                 )
                 sent += 1
                 yield message.task_id
+    except NotReplicated as exc:
+        # Queued on the primary but on no replica (REDIS_PUBLISH_WAIT_REPLICAS): not acknowledged,
+        # yet it runs unless a failover loses it, so its id stays issued (GET /tasks/{id} answers).
+        sent += 1
+        raise DependencyUnavailable("redis", "NotReplicated") from exc
     except PUBLISH_ERRORS as exc:
         raise DependencyUnavailable("redis", type(exc).__name__) from exc
     finally:

@@ -1,23 +1,29 @@
-"""Streaming multipart uploads: bytes go straight to disk, limits enforced while they arrive.
+"""Streaming multipart uploads: bytes go straight to the store, limits enforced while they arrive.
 
 Starlette's UploadFile spools the whole body before the handler runs, so a 5 GB upload would be
-written out before we could refuse it; python-multipart's push parser lets us count and stop.
+written out before we could refuse it; python-multipart's push parser lets us count and stop. Each
+file is an upload of the object store (app/storage/): its network work (S3 parts) runs in a thread,
+never on the event loop, and a refused body leaves nothing in the store.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import os
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import Message
 from email.utils import collapse_rfc2231_value
-from pathlib import Path
-from typing import IO
 
+import structlog
 from fastapi import HTTPException, Request
 from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.concurrency import run_in_threadpool
+
+from app.core.errors import DependencyUnavailable
+from app.storage import ObjectStore, Upload
+
+log = structlog.get_logger("librarian.api")
 
 MAX_FIELD_BYTES = 64 * 1024
 MAX_HEADER_BYTES = 16 * 1024
@@ -28,9 +34,14 @@ TEXT_FIELDS = ("owner", "ruleset")
 class ReceivedFile:
     field_name: str
     filename: str
-    temp_path: Path
+    id: uuid.UUID  # the part's or the batch item's id: its key was made from it
+    upload: Upload
     size: int = 0
     sha256: str = ""
+
+    @property
+    def key(self) -> str:
+        return self.upload.key
 
 
 @dataclass
@@ -38,7 +49,7 @@ class _Part:
     headers: dict[str, str] = field(default_factory=dict)
     field_name: str = ""
     filename: str | None = None
-    handle: IO[bytes] | None = None
+    upload: Upload | None = None
     digest: object = None
     size: int = 0
     value: bytearray = field(default_factory=bytearray)
@@ -81,19 +92,21 @@ def _disposition(value: str) -> tuple[str, str | None]:
 async def receive_files(
     request: Request,
     *,
-    incoming_dir: Path,
+    store: ObjectStore,
+    key_for: Callable[[uuid.UUID, str], str],
     max_file_bytes: int,
     max_files: int,
     too_many_status: int = 413,
     file_field: str = "file",
     text_fields: tuple[str, ...] = TEXT_FIELDS,
 ) -> tuple[list[ReceivedFile], dict[str, str]]:
-    """Parse a multipart body into temp files under `incoming_dir` and small text fields.
+    """Parse a multipart body into uploads of `store` and small text fields.
 
-    Files come in the field `file_field`, text in `text_fields` only. Raises 413 (too big / too
-    many parts), 415 (not multipart), 422 (malformed, or a field of another name: a misspelt
-    field would otherwise look like "no file"). Temp files are removed on any error; on success
-    the caller owns them.
+    Each file gets a new id and the key `key_for(id, client's file name)`. Files come in the field
+    `file_field`, text in `text_fields` only. Raises 413 (too big / too many parts), 415 (not
+    multipart), 422 (malformed, or a field of another name: a misspelt field would otherwise look
+    like "no file"), DependencyUnavailable (503) when the store fails. Uploads are discarded on any
+    error; on success the caller owns them: commit, or `discard(files)`.
 
     With a bearer token (app/api/deps.py get_owner), `fields["owner"]` is the token's owner; an
     `owner` field or X-Librarian-User header naming someone else answers 403.
@@ -108,7 +121,6 @@ async def receive_files(
     if declared and declared.isdigit() and int(declared) > max_file_bytes * max_files + 1024 * 1024:
         raise UploadRejected(413, detail=f"request body of {declared} bytes is over the limit")
 
-    incoming_dir.mkdir(parents=True, exist_ok=True)
     files: list[ReceivedFile] = []
     fields: dict[str, str] = {}
     current = _Part()
@@ -151,21 +163,21 @@ async def receive_files(
             if len(files) >= max_files:
                 fail(too_many_status, f"too many files: at most {max_files} per request")
                 return
-            path = incoming_dir / f"{uuid.uuid4().hex}.part"
-            current.handle = path.open("wb")
+            file_id = uuid.uuid4()
+            current.upload = store.open_upload(key_for(file_id, current.filename))
             current.digest = hashlib.sha256()
-            files.append(ReceivedFile(current.field_name, current.filename, path))
+            files.append(ReceivedFile(current.field_name, current.filename, file_id, current.upload))
 
     def on_part_data(data: bytes, start: int, end: int) -> None:
         if errors:
             return
         chunk = data[start:end]
         current.size += len(chunk)
-        if current.handle is not None:
+        if current.upload is not None:
             if current.size > max_file_bytes:
                 fail(413, f"file {current.filename!r} is over the {max_file_bytes // (1024 * 1024)} MB limit")
                 return
-            current.handle.write(chunk)
+            current.upload.write(chunk)
             current.digest.update(chunk)  # type: ignore[attr-defined]
         elif current.size > MAX_FIELD_BYTES:
             fail(413, f"form field {current.field_name!r} is over {MAX_FIELD_BYTES} bytes")
@@ -173,8 +185,8 @@ async def receive_files(
             current.value.extend(chunk)
 
     def on_part_end() -> None:
-        if current.handle is not None:
-            current.handle.close()
+        if current.upload is not None:
+            current.upload.close()
             files[-1].size = current.size
             files[-1].sha256 = current.digest.hexdigest()  # type: ignore[attr-defined]
         elif current.field_name and not errors:
@@ -199,23 +211,32 @@ async def receive_files(
             parser.write(chunk)
             if errors:
                 raise errors[0]
+            await _flush(files[-2:])  # the file this chunk ended and the one it began (the rest at the end)
         parser.finalize()
         if errors:
             raise errors[0]
-    except UploadRejected:
-        _discard(files, current)
+        await _flush(files)
+    except (UploadRejected, DependencyUnavailable):
+        await run_in_threadpool(discard, files)
         raise
     except Exception as exc:  # the multipart library's parse errors
-        _discard(files, current)
+        await run_in_threadpool(discard, files)
         raise UploadRejected(422, detail=f"malformed multipart body: {type(exc).__name__}") from exc
     if token_owner is not None:
         try:
             _check_owner(token_owner, fields.get("owner"))
         except UploadRejected:
-            _discard(files, current)
+            await run_in_threadpool(discard, files)
             raise
         fields["owner"] = token_owner
     return files, fields
+
+
+async def _flush(files: list[ReceivedFile]) -> None:
+    """Send what the uploads hold ready (a full S3 part, a finished file) from a thread."""
+    for received in files:
+        if received.upload.pending():
+            await run_in_threadpool(received.upload.flush)
 
 
 def _check_owner(token_owner: str | None, claimed: str | None) -> None:
@@ -224,13 +245,11 @@ def _check_owner(token_owner: str | None, claimed: str | None) -> None:
         raise UploadRejected(403, detail=f"this token acts for {token_owner!r}, not for {claimed!r}")
 
 
-def _discard(files: list[ReceivedFile], current: _Part) -> None:
-    if current.handle is not None and not current.handle.closed:
-        current.handle.close()
-    for received in files:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(received.temp_path)
-
-
 def discard(files: list[ReceivedFile]) -> None:
-    _discard(files, _Part())
+    """Leave nothing of these files in the store (blocking: call it from a thread). Best effort:
+    one the store refuses to remove is logged and the others still go (the caller's error stands)."""
+    for received in files:
+        try:
+            received.upload.discard()
+        except Exception as exc:  # noqa: BLE001 (a cleanup error must not hide the one being answered)
+            log.warning("upload not discarded", key=received.key, error=type(exc).__name__)

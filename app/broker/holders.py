@@ -103,6 +103,11 @@ def hostname_of(incarnation_id: str) -> str:
     return incarnation_id.split("/", 1)[0]
 
 
+def process_of(incarnation_id: str) -> str:
+    """`hostname/pid`: the process an incarnation belongs to (it starts a new one per broker connection)."""
+    return incarnation_id.rsplit("/", 1)[0]
+
+
 def held_key(incarnation_id: str) -> str:
     return keys.HELD.format(incarnation=incarnation_id)
 

@@ -37,6 +37,10 @@ PAUSED: Final = "librarian:agent:paused:{user_id}"
 HELD_MESSAGES: Final = "librarian:agent:held:{user_id}"  # list of a paused user's task messages
 HELD_TASK: Final = "librarian:agent:held-task:{task_id}"  # which user's hold list has a task
 
+# -- Beat --------------------------------------------------------------------------------------------
+BEAT_PREFIX: Final = "librarian:beat"  # RedBeat's schedule entries (app/worker/celery_app.py)
+BEAT_LOCK: Final = "librarian:beat:lock"  # held by the one beat that schedules (`librarian probe beat`)
+
 # -- API side --------------------------------------------------------------------------------------
 ISSUED_PREFIX: Final = "librarian:issued:"  # task ids the API issued (app/core/task_registry.py)
 CACHE_PREFIX: Final = "librarian:cache:"  # small read-through cache (app/core/cache.py)

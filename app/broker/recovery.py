@@ -139,7 +139,26 @@ class Recovery:
                 lock.release()  # redis-py's token check: never another worker's lock
 
     def _restore_dead(self, channel: Any) -> None:
-        for incarnation, task_ids in restore_dead_holders(channel, self.dead_after).items():
+        restored = restore_dead_holders(channel, self.dead_after)
+        if not restored:
+            return
+        # A process that beats under a newer incarnation is alive: only its lost broker connection's
+        # messages came back (app/worker/consumer.py), which is no dying worker.
+        client = channel.plain_client
+        _, dead = holders.dead_incarnations(client, self.dead_after)
+        beating = {journal.text(i) for i in client.zrange(keys.INCARNATIONS, 0, -1)} - set(dead)
+        alive = {holders.process_of(i) for i in beating}
+        for incarnation, task_ids in restored.items():
+            if holders.process_of(incarnation) in alive:
+                MESSAGES_RECOVERED.labels("connection_lost").inc(len(task_ids))
+                log.warning(
+                    "put back the messages of a lost broker connection",
+                    worker=holders.hostname_of(incarnation),
+                    incarnation=incarnation,
+                    count=len(task_ids),
+                    task_ids=task_ids[:50],
+                )
+                continue
             MESSAGES_RECOVERED.labels("worker_dead").inc(len(task_ids))
             log.warning(
                 "put back the messages of a dead worker",

@@ -11,7 +11,11 @@ What changes, against kombu 5.7's `kombu.transport.redis`:
 - `QoS.restore_unacked` (a channel closing, a worker's warm shutdown) skips messages another
   incarnation holds now, and does not fail on a channel whose connection was already torn down;
 - `Channel._do_restore_message` renumbers a pushed-back message in the journal;
-- `Channel._create_client` reuses one synchronous redis-py client per channel and pool.
+- `Channel._create_client` reuses one synchronous redis-py client per channel and pool;
+- with `publish_wait_replicas` (the API's REDIS_PUBLISH_WAIT_REPLICAS), `Channel._put` sends
+  `WAIT n ms` right after the journal script, on the same connection (one pipeline), and raises
+  NotReplicated when fewer replicas confirmed: replication is asynchronous, and a message only the
+  primary had is lost in a Sentinel failover (docs/reliability.md, "Broker HA").
 
 Every private kombu name used here carries a `# private:` marker checked by tests/contract.
 The transports are named by import path in Celery's `broker_transport` (`TRANSPORT_NAMES`).
@@ -132,7 +136,18 @@ class JournalQoS(kombu_redis.QoS):
             )
 
 
+class NotReplicated(redis.RedisError):
+    """WAIT confirmed fewer replicas than asked: the message is queued on the primary (it runs if
+    the primary survives) but could be lost in a failover, so it is not acknowledged."""
+
+    def __init__(self, confirmed: int, wanted: int, timeout_ms: int) -> None:
+        super().__init__(f"{confirmed} of {wanted} replica(s) confirmed the publish within {timeout_ms} ms")
+        self.confirmed = confirmed
+
+
 _JOURNAL_OPTIONS = (  # settable through broker_transport_options, like kombu's own channel options
+    "publish_wait_replicas",
+    "publish_wait_ms",
     "journal_key",
     "journal_index_prefix",
     "journal_sequence_key",
@@ -152,6 +167,8 @@ class JournalChannelMixin:
     journal_tail_sequence_key = keys.JOURNAL_TAIL_SEQUENCE
     journal_suspects_key = keys.JOURNAL_SUSPECTS
     journal_queues: tuple[str, ...] = ()  # task queues only: reply and pidbox queues are never acked
+    publish_wait_replicas = 0  # WAIT for this many replicas after each journaled publish (0: no wait)
+    publish_wait_ms = 500
 
     # Attributes kombu's Channel provides (declared for the type checker).
     pool: Any
@@ -216,7 +233,16 @@ class JournalChannelMixin:
         key = self.queue_key(queue, priority)
         payload = kombu_redis.dumps(message)
         keys_, args = journal.publish_args(self.journal_names, key, payload, tag)
-        journal.script(journal.PUBLISH)(keys=keys_, args=args, client=self.plain_client)
+        wanted = int(self.publish_wait_replicas)
+        if wanted <= 0:
+            journal.script(journal.PUBLISH)(keys=keys_, args=args, client=self.plain_client)
+        else:  # WAIT counts the writes of its own connection: the pipeline keeps both on one
+            with self.plain_client.pipeline(transaction=False) as pipe:
+                journal.script(journal.PUBLISH)(keys=keys_, args=args, client=pipe)
+                pipe.execute_command("WAIT", wanted, int(self.publish_wait_ms))
+                confirmed = int(pipe.execute()[-1])
+            if confirmed < wanted:
+                raise NotReplicated(confirmed, wanted, int(self.publish_wait_ms))
         if self._expires and queue in self._expires:
             with self.conn_or_acquire() as client, client.pipeline() as pipe:  # type: ignore[attr-defined]
                 for pri in self.priority_steps:
@@ -306,6 +332,42 @@ class Connection(kombu.Connection):
         **kombu.Connection.resolve_aliases,  # private: kombu.Connection.resolve_aliases
         **{name: scheme for scheme, name in TRANSPORT_NAMES.items()},
     }
+
+    def ensure_connection(self, *args: Any, **kwargs: Any) -> Any:
+        """kombu's, retrying after 1, 2, 3 … s (capped at 30) instead of 2, 4, 6 …: Celery's consumer
+        reconnects with the defaults, so after a Sentinel failover (a new primary within ~2-3 s)
+        it took its first task 6 s or 12 s after the kill; now 3 s or 6 s. The number of retries
+        (broker_connection_max_retries) still spans about as long an outage."""
+        if len(args) <= 2:  # (errback, max_retries): the intervals were not given
+            kwargs.setdefault("interval_start", 1)
+            kwargs.setdefault("interval_step", 1)
+        return super().ensure_connection(*args, **kwargs)
+
+    def switch(self, conn_str: str) -> None:  # private: kombu.Connection.switch
+        """kombu's, keeping our transport. A connection that fails over to the next URL of a
+        `;`-separated list (every sentinel:// REDIS_URL) is re-initialised from that URL, whose
+        scheme names kombu's stock transport: the worker's consumer and recovery thread then ran
+        on kombu's SentinelChannel after a failover, without the journal or holders, and the
+        incarnation beats stopped (tests/reliability/test_sentinel_failover.py). Credentials and
+        database, which REDIS_URL gives on its first address only, are kept too."""
+        kept = ("userid", "password", "virtual_host")
+        ours, before = self.transport_cls, {name: getattr(self, name) for name in kept}
+        super().switch(conn_str)
+        if ours in TRANSPORT_NAMES.values() and ours == transport_for(conn_str):
+            self.transport_cls = ours
+            for name, value in before.items():
+                if not getattr(self, name):
+                    setattr(self, name, value)
+
+    def info(self) -> dict[str, Any]:  # private: kombu.SentinelChannel.options
+        """kombu's, with the sentinels' password masked: Celery's `inspect stats` sends this
+        dict (minus the broker password only) to every client, Flower included."""
+        info: dict[str, Any] = super().info()
+        options = info.get("transport_options")
+        if isinstance(options, dict) and isinstance(options.get("sentinel_kwargs"), dict):
+            hidden = {k: "***" if k == "password" and v else v for k, v in options["sentinel_kwargs"].items()}
+            info["transport_options"] = {**options, "sentinel_kwargs": hidden}
+        return info
 
     def __reduce__(self) -> tuple[Any, ...]:
         return self.__class__, tuple(dict(self._info(resolve=False)).values()), None  # private: kombu.Connection._info

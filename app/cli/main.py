@@ -124,8 +124,6 @@ def cmd_beat(_: argparse.Namespace) -> None:
             "app.worker.celery_app:celery_app",
             *quiet,
             "beat",
-            "--schedule",
-            str(settings.VAR_DIR / "celerybeat-schedule"),
             "--loglevel",
             settings.LOG_LEVEL,
         ]
@@ -239,6 +237,26 @@ def cmd_probe_worker(args: argparse.Namespace) -> None:
     print(f"worker {node}: alive (heartbeat {age:.1f} s old)", flush=True)
 
 
+def cmd_probe_beat(_: argparse.Namespace) -> None:
+    """Exit 0 when a beat holds the scheduling lock, 1 otherwise (one line why).
+
+    The leading beat renews the lock every loop (app/worker/celery_app.py): a lock that is there
+    means some beat schedules. A standby beat, waiting for the lock, is healthy too.
+    """
+    from app.broker import keys  # noqa: PLC0415 (per command, see top)
+    from app.core.redis import get_redis  # noqa: PLC0415 (reads settings: after load_settings)
+
+    try:
+        ttl = get_redis().pttl(keys.BEAT_LOCK)
+    except Exception as exc:  # noqa: BLE001 (any failure to read is a failed probe)
+        print(f"beat: lock unreadable: {type(exc).__name__}: {exc}", flush=True)
+        sys.exit(1)
+    if ttl < 0:
+        print(f"beat: no beat schedules ({keys.BEAT_LOCK} missing or expired)", flush=True)
+        sys.exit(1)
+    print(f"beat: a beat schedules (lock {keys.BEAT_LOCK} held, {ttl / 1000:.1f} s left)", flush=True)
+
+
 def cmd_up(args: argparse.Namespace) -> None:
     from app.cli.up import run_stack  # noqa: PLC0415 (reads settings: after load_settings)
     from app.observability.logging import configure_logging  # noqa: PLC0415 (reads settings: after load_settings)
@@ -289,6 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     probe_worker.add_argument("--name", default="librarian@%h", help="worker node name, as given to `librarian worker`")
     probe_worker.add_argument("--max-age", type=float, default=15.0, help="seconds a heartbeat may be old")
     probe_worker.set_defaults(func=cmd_probe_worker)
+    probes.add_parser("beat", help="a beat holds the scheduling lock").set_defaults(func=cmd_probe_beat)
 
     from app.cli.batches import add_batches_parser  # noqa: PLC0415 (reads settings: after load_settings)
     from app.cli.submit import add_submit_parser  # noqa: PLC0415 (reads settings: after load_settings)

@@ -39,6 +39,7 @@ def banner(with_flower: bool, flower_password_hint: str) -> str:
     lines = [
         "",
         "Librarian is starting (Ctrl-C stops everything):",
+        f"  Console         {api}/ui/",
         f"  API docs        {api}/docs",
         f"  Health          {api}/health",
         f"  API metrics     {api}/metrics",
@@ -57,7 +58,7 @@ def banner(with_flower: bool, flower_password_hint: str) -> str:
 
 def stack_urls(with_flower: bool) -> dict[str, str]:
     api = f"http://{settings.API_HOST}:{settings.API_PORT}"
-    urls = {"api": api, "docs": f"{api}/docs", "health": f"{api}/health"}
+    urls = {"api": api, "console": f"{api}/ui/", "docs": f"{api}/docs", "health": f"{api}/health"}
     if with_flower:
         urls["flower"] = f"http://{settings.FLOWER_HOST}:{settings.FLOWER_PORT}"
     return urls

@@ -11,6 +11,8 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import PrivateAttr, SecretStr, computed_field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.core.sentinel import SentinelURL, is_sentinel_url, mask_sentinel_url, parse_sentinel_url
+
 PLACEHOLDER_SECRETS = {"changethis", "changeme", "password", "secret", "admin"}
 # An owner name: what API_TOKENS, parts, batches, tasks and the agent brake call a user.
 OWNER_NAME = re.compile(r"[A-Za-z0-9_.@-]{1,100}")
@@ -23,6 +25,8 @@ def mask_url(url: str | None) -> str | None:
     """Return the URL with any password replaced by '***' (for logs and API answers)."""
     if not url:
         return url
+    if ";" in url:  # sentinel://…;sentinel://…: each address masked
+        return mask_sentinel_url(url, mask_url)
     parts = urlsplit(url)
     if parts.password is None:
         return url
@@ -48,9 +52,29 @@ class Settings(BaseSettings):
     CELERY_BROKER_URL: str | None = None
     CELERY_RESULT_BACKEND: str | None = None
     REDIS_SOCKET_TIMEOUT: float = 2.0
+    # Sentinel (docs/reliability.md, "Broker HA"): REDIS_URL=sentinel://[:password@]host:port;
+    # sentinel://host:port;… lists the sentinels (the password is the data nodes'); every Redis user
+    # asks them for the current primary. REDIS_SENTINEL_MASTER is the monitored name (required in
+    # that mode); REDIS_SENTINEL_PASSWORD the sentinels' own password, if they have one.
+    REDIS_SENTINEL_MASTER: str = ""
+    REDIS_SENTINEL_PASSWORD: SecretStr = SecretStr("")
+    # Acknowledged means kept: the API's publish waits (WAIT) until this many replicas have the
+    # message, at most REDIS_PUBLISH_WAIT_MS, and answers 503 when fewer did. 0: no wait (a 202 may
+    # be lost if the primary dies before replicating it).
+    REDIS_PUBLISH_WAIT_REPLICAS: int = 0
+    REDIS_PUBLISH_WAIT_MS: int = 500
 
     DATABASE_URL: str | None = None
     STORAGE_DIR: Path | None = None
+    # Where model files live (app/storage/): `file://PATH` or unset (STORAGE_DIR, else
+    # VAR_DIR/storage), or `s3://BUCKET[/PREFIX]` on any S3-compatible store; S3_ENDPOINT_URL for one
+    # that is not AWS (MinIO, SeaweedFS, Supabase Storage). Without S3_ACCESS_KEY_ID boto3's own
+    # chain is used (AWS_* variables, an instance role). The secret is never logged.
+    STORAGE_URL: str | None = None
+    S3_ENDPOINT_URL: str | None = None
+    S3_ACCESS_KEY_ID: str | None = None
+    S3_SECRET_ACCESS_KEY: SecretStr = SecretStr("")
+    S3_REGION: str = "us-east-1"
 
     # Time limits (seconds). A task may override them; the visibility timeout must exceed the
     # longest of them plus the longest countdown, or Redis redelivers running tasks.
@@ -71,6 +95,11 @@ class Settings(BaseSettings):
     # A worker frozen (SIGSTOP, swapped out) for longer has its tasks run elsewhere as well: at least
     # once. 0 leaves dead workers' messages to the visibility timeout.
     WORKER_DEAD_AFTER: float = 10.0
+    # Exactly one beat schedules (RedBeat's lock in Redis): a second `librarian beat` waits as a
+    # standby and takes over this long after the leader stopped renewing (killed, host lost).
+    BEAT_LOCK_TIMEOUT: int = 60
+    # How often beat sends the canary task (librarian.maintenance.health_check) through the queues.
+    CANARY_INTERVAL: float = 60.0
     SUBMIT_TIMEOUT: float = 2.0
 
     # Rulesets as code: every *.toml here is loaded (and checked) at start-up; DEFAULT_RULESET is
@@ -129,6 +158,10 @@ class Settings(BaseSettings):
     FLOWER_PORT: int = 5555
     FLOWER_USER: str = "librarian"
     FLOWER_PASSWORD: str = "changethis"
+    # The web console's System page links to these when set (docs/console.md); nothing is fetched.
+    FLOWER_URL: str = ""
+    GRAFANA_URL: str = ""
+    PROMETHEUS_URL: str = ""
 
     SENTRY_DSN: str = ""
     SENTRY_TRACES_SAMPLE_RATE: float = 0.0
@@ -153,6 +186,11 @@ class Settings(BaseSettings):
         return self.REDIS_URL is None
 
     @property
+    def redis_sentinel(self) -> SentinelURL | None:
+        """The sentinels REDIS_URL lists, or None when it names one Redis server."""
+        return parse_sentinel_url(self.redis_url) if is_sentinel_url(self.redis_url) else None
+
+    @property
     def broker_url(self) -> str:
         return self.CELERY_BROKER_URL or self.redis_url
 
@@ -171,7 +209,44 @@ class Settings(BaseSettings):
 
     @property
     def storage_dir(self) -> Path:
+        """The local store's root (STORAGE_URL=file://PATH, else STORAGE_DIR, else VAR_DIR/storage)."""
+        if self.STORAGE_URL and self.STORAGE_URL.startswith("file://"):
+            return Path(self.STORAGE_URL.removeprefix("file://")).resolve()
         return (self.STORAGE_DIR or self.VAR_DIR / "storage").resolve()
+
+    @property
+    def storage_tmp_dir(self) -> Path:
+        """Where workers materialise stored files for reading; swept at worker start."""
+        return (self.VAR_DIR / "tmp" / "storage").resolve()
+
+    @property
+    def s3_location(self) -> tuple[str, str] | None:
+        """(bucket, key prefix ending in '/' or empty) of STORAGE_URL=s3://…, else None."""
+        if not (self.STORAGE_URL or "").startswith("s3://"):
+            return None
+        parts = urlsplit(self.STORAGE_URL or "")
+        prefix = parts.path.strip("/")
+        return parts.netloc, f"{prefix}/" if prefix else ""
+
+    def _check_storage_url(self) -> None:
+        url = self.STORAGE_URL
+        if url is None:
+            return
+        if not url.startswith(("file://", "s3://")):
+            raise ValueError("STORAGE_URL must be file://PATH or s3://BUCKET[/PREFIX]")
+        if url.startswith("s3://"):
+            parts = urlsplit(url)
+            if "@" in parts.netloc or parts.query or parts.fragment:
+                raise ValueError(
+                    "STORAGE_URL holds no credentials or options: use S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY"
+                )
+            if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", parts.netloc):
+                raise ValueError("STORAGE_URL=s3://BUCKET[/PREFIX]: the bucket name is not a valid S3 bucket name")
+        secret = self.S3_SECRET_ACCESS_KEY.get_secret_value()
+        if bool(self.S3_ACCESS_KEY_ID) != bool(secret):
+            raise ValueError("set both S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY, or neither (boto3's own chain)")
+        if secret:
+            self._check_secret("S3_SECRET_ACCESS_KEY", secret)
 
     @property
     def max_file_size_bytes(self) -> int:
@@ -236,6 +311,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _validate(self) -> Settings:
         self._check_secret("FLOWER_PASSWORD", self.FLOWER_PASSWORD)
+        self._check_storage_url()
         self._api_tokens = self._parse_api_tokens()
         if self.ENVIRONMENT == "production" and not self._api_tokens and not self.ALLOW_ANONYMOUS:
             raise ValueError(
@@ -248,6 +324,14 @@ class Settings(BaseSettings):
             raise ValueError("ISSUED_TASK_TTL must be longer than RESULT_EXPIRES (an id outlives its result)")
         if not self.VALIDATION_TIMEOUT_S > 0:
             raise ValueError("VALIDATION_TIMEOUT_S must be > 0")
+        if self.BEAT_LOCK_TIMEOUT < 2:
+            raise ValueError("BEAT_LOCK_TIMEOUT must be at least 2 seconds (the leader renews it every second)")
+        if is_sentinel_url(self.REDIS_URL):
+            parse_sentinel_url(self.redis_url)  # refused here, at start-up, when malformed
+            if not self.REDIS_SENTINEL_MASTER:
+                raise ValueError("REDIS_URL lists sentinels: set REDIS_SENTINEL_MASTER to the monitored name")
+        if self.REDIS_PUBLISH_WAIT_REPLICAS < 0 or self.REDIS_PUBLISH_WAIT_MS < 1:
+            raise ValueError("REDIS_PUBLISH_WAIT_REPLICAS must be >= 0 and REDIS_PUBLISH_WAIT_MS >= 1")
         if 0 < self.WORKER_DEAD_AFTER < 5:
             raise ValueError(
                 "WORKER_DEAD_AFTER must be 0 (off) or at least 5 seconds: heartbeats are 2 s apart, "

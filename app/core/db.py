@@ -10,7 +10,7 @@ from typing import TypeVar
 
 import structlog
 from sqlalchemy import event, text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, create_engine
 
@@ -21,24 +21,44 @@ from app.core.config import settings
 log = structlog.get_logger("librarian.db")
 T = TypeVar("T")
 
-
-def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
-    # WAL lets the API read while a worker writes; busy_timeout waits on a lock instead of failing.
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
-    cursor.close()
+# How long a statement waits for a lock (SQLite busy_timeout, PostgreSQL lock_timeout) or for the
+# server to accept a connection before OperationalError, and a request for a pooled connection before
+# TimeoutError. Tasks retry the first; the API answers both 503 (app/api/errors.py): a held lock or a
+# full pool never blocks a worker or a request for good.
+LOCK_WAIT_S = 5
 
 
 @lru_cache(maxsize=1)
 def get_engine() -> Engine:
-    url = settings.database_url
-    if url.startswith("sqlite"):
+    if settings.database_url.startswith("sqlite"):
         settings.VAR_DIR.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 5})
-        event.listen(engine, "connect", _sqlite_pragmas)
+    return make_engine(settings.database_url)
+
+
+def make_engine(url: str, *, lock_wait_s: int = LOCK_WAIT_S) -> Engine:
+    """An engine for `url` whose statements give up on a held lock after `lock_wait_s`."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": lock_wait_s})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+            # WAL lets the API read while a worker writes; busy_timeout waits on a lock, then fails.
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA busy_timeout={lock_wait_s * 1000}")
+            cursor.close()
+
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    # PostgreSQL waits for a lock without end by default; `options` given in the URL are kept.
+    options = " ".join(filter(None, [str(make_url(url).query.get("options") or ""), f"-c lock_timeout={lock_wait_s}s"]))
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=5,
+        max_overflow=5,
+        pool_timeout=lock_wait_s,
+        connect_args={"connect_timeout": lock_wait_s, "options": options},
+    )
 
 
 def with_startup_retries(step: Callable[[], T], *, attempts: int = 5, delay: float = 0.5) -> T:

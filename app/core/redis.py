@@ -1,14 +1,27 @@
-"""One Redis connection pool per process, shared by every caller (API requests, health, heartbeats)."""
+"""One Redis connection pool per process, shared by every caller (API requests, health, heartbeats).
+
+With a sentinel:// REDIS_URL the pools are redis-py's Sentinel pools: each new connection asks the
+sentinels for the current primary, and a connection error or a primary turned replica makes the
+pool drop its idle connections, so a failover is followed without a restart.
+"""
 
 from __future__ import annotations
 
 import os
 import threading
+from typing import Any
 
 import redis
 import redis.asyncio as aioredis
+import redis.asyncio.sentinel
+import redis.sentinel
 
+from app.core import sentinel
 from app.core.config import settings
+
+# redis-py's sentinel modules have no annotations: called through Any, typed at our edges.
+_sync_sentinel: Any = redis.sentinel
+_async_sentinel: Any = redis.asyncio.sentinel
 
 _lock = threading.Lock()
 _pools: dict[int, redis.ConnectionPool] = {}
@@ -23,17 +36,50 @@ def _pool() -> redis.ConnectionPool:
         with _lock:
             pool = _pools.get(pid)
             if pool is None:
-                pool = redis.ConnectionPool.from_url(
-                    settings.redis_url,
-                    max_connections=50,
-                    socket_connect_timeout=settings.REDIS_SOCKET_TIMEOUT,
-                    socket_timeout=settings.REDIS_SOCKET_TIMEOUT,
-                    health_check_interval=30,
-                    decode_responses=True,
-                    client_name=f"librarian-{pid}",  # CLIENT LIST shows whose connections these are
-                )
+                options: dict[str, Any] = {
+                    "max_connections": 50,
+                    "socket_connect_timeout": settings.REDIS_SOCKET_TIMEOUT,
+                    "socket_timeout": settings.REDIS_SOCKET_TIMEOUT,
+                    "health_check_interval": 30,
+                    "decode_responses": True,
+                    "client_name": f"librarian-{pid}",  # CLIENT LIST shows whose connections these are
+                }
+                if settings.redis_sentinel is not None:
+                    pool = _sync_sentinel.SentinelConnectionPool(
+                        settings.REDIS_SENTINEL_MASTER, sentinel_manager(), **options, **_primary_auth()
+                    )
+                else:
+                    pool = redis.ConnectionPool.from_url(settings.redis_url, **options)
                 _pools[pid] = pool
     return pool
+
+
+def _primary_auth() -> dict[str, Any]:
+    where = settings.redis_sentinel
+    assert where is not None
+    return {"password": where.password, "username": where.username, "db": where.db}
+
+
+_managers: dict[int, Any] = {}
+
+
+def sentinel_manager() -> Any:
+    """The process's redis-py Sentinel (its connections to the sentinels), sentinel mode only."""
+    pid = os.getpid()
+    manager = _managers.get(pid)
+    if manager is None:
+        where = settings.redis_sentinel
+        assert where is not None, "REDIS_URL is not a sentinel:// URL"
+        manager = _managers.setdefault(
+            pid,
+            _sync_sentinel.Sentinel(
+                list(where.sentinels),
+                sentinel_kwargs=sentinel.sentinel_kwargs(
+                    settings.REDIS_SENTINEL_PASSWORD.get_secret_value(), settings.REDIS_SOCKET_TIMEOUT
+                ),
+            ),
+        )
+    return manager
 
 
 def get_redis() -> redis.Redis:
@@ -53,6 +99,7 @@ def get_redis() -> redis.Redis:
 
 def close_pool() -> None:
     _clients.pop(os.getpid(), None)
+    _managers.pop(os.getpid(), None)
     pool = _pools.pop(os.getpid(), None)
     if pool is not None:
         pool.disconnect()
@@ -65,12 +112,24 @@ def get_async_redis() -> aioredis.Redis:
     """An asyncio client on one shared pool per process (for streaming endpoints)."""
     global _async_pool
     if _async_pool is None:
-        _async_pool = aioredis.ConnectionPool.from_url(
-            settings.redis_url,
-            max_connections=50,
-            socket_connect_timeout=settings.REDIS_SOCKET_TIMEOUT,
-            decode_responses=True,
-        )
+        options: dict[str, Any] = {
+            "max_connections": 50,
+            "socket_connect_timeout": settings.REDIS_SOCKET_TIMEOUT,
+            "decode_responses": True,
+        }
+        where = settings.redis_sentinel
+        if where is not None:
+            manager = _async_sentinel.Sentinel(
+                list(where.sentinels),
+                sentinel_kwargs=sentinel.sentinel_kwargs(
+                    settings.REDIS_SENTINEL_PASSWORD.get_secret_value(), settings.REDIS_SOCKET_TIMEOUT
+                ),
+            )
+            _async_pool = _async_sentinel.SentinelConnectionPool(
+                settings.REDIS_SENTINEL_MASTER, manager, **options, **_primary_auth()
+            )
+        else:
+            _async_pool = aioredis.ConnectionPool.from_url(settings.redis_url, **options)
     return aioredis.Redis(connection_pool=_async_pool)
 
 
@@ -79,3 +138,30 @@ async def close_async_pool() -> None:
     if _async_pool is not None:
         await _async_pool.disconnect()
         _async_pool = None
+
+
+def sentinel_status() -> dict[str, Any]:
+    """Sentinel mode's topology, as the sentinels see it: the primary, the live replicas, and how
+    many sentinels answer against the quorum a failover needs. Addresses only, never a password."""
+    manager = sentinel_manager()
+    name = settings.REDIS_SENTINEL_MASTER
+    host, port = manager.discover_master(name)  # MasterNotFoundError (a ConnectionError) when none
+    replicas = [f"{h}:{p}" for h, p in manager.discover_slaves(name)]
+    reachable, quorum, known = 0, None, None
+    for node in manager.sentinels:
+        try:
+            state = node.sentinel_master(name)
+        except redis.RedisError:
+            continue
+        reachable += 1
+        quorum = int(state["quorum"])
+        known = max(known or 0, int(state["num-other-sentinels"]) + 1)
+    status: dict[str, Any] = {
+        "master_name": name,
+        "primary": f"{host}:{port}",
+        "replicas": sorted(replicas),
+        "sentinels": {"configured": len(manager.sentinels), "reachable": reachable, "known": known, "quorum": quorum},
+    }
+    if quorum is not None and reachable < quorum:
+        status["warning"] = "fewer sentinels answer than the quorum: a failover could not be agreed"
+    return status

@@ -1,4 +1,4 @@
-"""Local file storage under settings.storage_dir; nothing is ever read or written outside it."""
+"""Storage keys and names: nothing is ever read or written outside the storage dir (app/storage/ stores them)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ class StoragePathError(ValueError):
     """A path that would leave the storage dir."""
 
 
-def resolve_in_storage(relative_path: str) -> Path:
-    root = settings.storage_dir
+def resolve_in_storage(relative_path: str, *, root: Path | None = None) -> Path:
+    """The path of `relative_path` under `root` (default: settings.storage_dir), never outside it."""
+    root = (root or settings.storage_dir).resolve()
     candidate = (root / relative_path).resolve()
     if candidate != root and root not in candidate.parents:
         raise StoragePathError(f"path {relative_path!r} is outside the storage directory")

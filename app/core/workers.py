@@ -70,3 +70,14 @@ def mark_stalled(client: Any, workers: list[dict[str, Any]], stall_seconds: floa
         )
         if worker["stalled"]:
             worker["stalled_queues"] = waiting
+
+
+def departed_workers(client: Any, live: set[str | None]) -> list[dict[str, Any]]:
+    """Workers in the index whose heartbeat key expired (stopped or dead within the index's
+    retention): `hostname` and `last_seen`, the time of their last beat."""
+    departed = []
+    for name, score in client.zrange(keys.WORKERS, 0, -1, withscores=True):
+        hostname = name.decode() if isinstance(name, bytes) else str(name)
+        if hostname not in live:
+            departed.append({"hostname": hostname, "last_seen": float(score)})
+    return departed

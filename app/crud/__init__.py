@@ -10,6 +10,7 @@ from app.crud.batches import (
     mark_items_queued,
     update_batch_item,
 )
+from app.crud.diagnostics import record_write
 from app.crud.parts import create_part, delete_part, get_part, list_parts, update_part
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "list_items_to_send",
     "list_parts",
     "mark_items_queued",
+    "record_write",
     "update_batch_item",
     "update_part",
 ]

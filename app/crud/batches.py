@@ -19,6 +19,9 @@ from app.models import (
     utcnow,
 )
 
+# Lists of items come in one order on every backend (PostgreSQL has no implicit row order).
+ITEM_ORDER = (col(BatchItem.filename), col(BatchItem.id))
+
 
 def create_batch(
     session: Session,
@@ -81,17 +84,16 @@ def batch_progress(by_status: Mapping[ItemStatus, int]) -> BatchProgress:
 
 
 def list_failed_items(session: Session, *, batch_id: uuid.UUID, limit: int = 100) -> list[BatchItem]:
-    """Items in a dead-letter state (`<stage>_failed`)."""
+    """Items in a dead-letter state (`<stage>_failed`), by file name."""
     query = select(BatchItem).where(BatchItem.batch_id == batch_id, col(BatchItem.status).in_(FAILED_ITEM_STATUSES))
-    return list(session.exec(query.limit(limit)).all())
+    return list(session.exec(query.order_by(*ITEM_ORDER).limit(limit)).all())
 
 
 def list_items_to_send(session: Session, *, batch_id: uuid.UUID) -> list[BatchItem]:
-    """What POST /retry sends again: failed items, and items never sent (`pending`)."""
+    """What POST /retry sends again: failed items, and items never sent (`pending`), by file name."""
     to_send = FAILED_ITEM_STATUSES | {ItemStatus.PENDING}
-    return list(
-        session.exec(select(BatchItem).where(BatchItem.batch_id == batch_id, col(BatchItem.status).in_(to_send))).all()
-    )
+    query = select(BatchItem).where(BatchItem.batch_id == batch_id, col(BatchItem.status).in_(to_send))
+    return list(session.exec(query.order_by(*ITEM_ORDER)).all())
 
 
 def mark_items_queued(session: Session, *, items: Sequence[BatchItem]) -> list[tuple[ItemStatus, str | None]]:

@@ -38,13 +38,31 @@ def get_part(session: Session, *, part_id: uuid.UUID) -> Part | None:
     return session.get(Part, part_id)
 
 
-def list_parts(session: Session, *, status: PartStatus | None, limit: int, offset: int) -> tuple[list[Part], int]:
-    query = select(Part)
-    count = select(func.count()).select_from(Part)
+def list_parts(
+    session: Session,
+    *,
+    status: PartStatus | None,
+    limit: int,
+    offset: int,
+    owner: str | None = None,
+    ruleset: str | None = None,
+    filename: str | None = None,
+) -> tuple[list[Part], int]:
+    """Newest first, and the total matching. `filename` matches a part of the name, any case."""
+    conditions: list[Any] = []
     if status is not None:
-        query = query.where(Part.status == status)
-        count = count.where(Part.status == status)
-    rows = session.exec(query.order_by(col(Part.created_at).desc()).offset(offset).limit(limit)).all()
+        conditions.append(Part.status == status)
+    if owner:
+        conditions.append(Part.owner == owner)
+    if ruleset:
+        conditions.append(Part.ruleset_name == ruleset)
+    if filename:
+        escaped = filename.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        conditions.append(func.lower(Part.filename).like(f"%{escaped.lower()}%", escape="\\"))
+    query = select(Part).where(*conditions)
+    count = select(func.count()).select_from(Part).where(*conditions)
+    # The id breaks ties: pages stay stable on PostgreSQL, which has no implicit row order.
+    rows = session.exec(query.order_by(col(Part.created_at).desc(), col(Part.id)).offset(offset).limit(limit)).all()
     return list(rows), session.exec(count).one()
 
 

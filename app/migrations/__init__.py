@@ -94,6 +94,8 @@ def upgrade(engine: Engine, revision: str = "head") -> str | None:
     config = alembic_config()
     with _one_at_a_time(engine), engine.begin() as connection:
         if connection.dialect.name == "postgresql":
+            # Upgrades wait for each other however long one takes: not the app's lock_timeout (app/core/db.py).
+            connection.execute(text("SET LOCAL lock_timeout = 0"))
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
         config.attributes["connection"] = connection
         if current_revision(connection) is None:

@@ -37,11 +37,12 @@ TASKS_REJECTED = Counter("librarian_tasks_rejected", "Messages refused by the wo
 TASKS_UNKNOWN = Counter("librarian_tasks_unknown", "Messages naming a task the worker does not know")
 MESSAGES_RECOVERED = Counter(
     "librarian_messages_recovered",
-    "Task messages put back on their queue by Librarian: held by a worker found dead (worker_dead), or taken by "
-    "a worker killed before it recorded them (lost_in_transit)",
+    "Task messages put back on their queue by Librarian: held by a worker found dead (worker_dead), by a live "
+    "worker's broker connection that was lost, e.g. in a Sentinel failover (connection_lost), or taken by a worker "
+    "killed before it recorded them (lost_in_transit)",
     ("reason",),
 )
-RECOVERY_REASONS = ("worker_dead", "lost_in_transit")
+RECOVERY_REASONS = ("worker_dead", "connection_lost", "lost_in_transit")
 
 TASK_RUNTIME = Histogram(
     "librarian_task_runtime_seconds",

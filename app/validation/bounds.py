@@ -34,8 +34,10 @@ def finalise(
     pending: list[Pending],
     object_id: Callable[[int], str],
     rules: ValidationRules,
+    place: Callable[[int], tuple[str | None, str | None]] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """`object_id(index)`: the id of the object at that table index (it may raise)."""
+    """`object_id(index)`: the id of the object at that table index (it may raise); `place(index)`:
+    its name and its layer's full path (each None when unknown), kept as `object_name` and `layer`."""
     cap, overrides, chars = rules.max_findings_per_code, rules.severity, rules.max_message_chars
     counts = {"error": 0, "warning": 0, "info": 0}
     kept: list[dict[str, Any]] = []
@@ -51,6 +53,10 @@ def finalise(
         if seen <= cap:
             if index is not None:
                 item["object_id"] = _object_id(object_id, index)
+                if place is not None:
+                    name, layer = place(index)
+                    item["object_name"] = clip(name, chars) if name else None
+                    item["layer"] = clip(layer, chars) if layer else None
             item["message"] = clip(item["message"], chars)
             if "details" in item:
                 item["details"] = bound(item["details"], chars)

@@ -124,7 +124,12 @@ def validate_path(
             attributes = model.Objects[index].Attributes  # type: ignore[index]  # stubs lack __getitem__
         return str(attributes.Id)
 
-    findings, counts = finalise(pending + notes, object_id, rules)
+    def place(index: int) -> tuple[str | None, str | None]:
+        name = data.names[index] if index < len(data.names) else None
+        layer = data.layers[index] if index < len(data.layers) else -1
+        return name or None, layers[layer]["full_path"] if 0 <= layer < len(layers) else None
+
+    findings, counts = finalise(pending + notes, object_id, rules, place)
     report = {
         "schema_version": SCHEMA_VERSION,
         "summary": {

@@ -54,6 +54,8 @@ class Finding(_Strict):
     code: str = Field(description="Stable finding code, e.g. NAME_PATTERN, LAYER_CYCLE, REPORT_TRUNCATED")
     severity: Severity
     object_id: str | None = Field(description="Attributes.Id of the object, null for model-level findings")
+    object_name: str | None = Field(None, description="Object findings: the object's name, null when it has none")
+    layer: str | None = Field(None, description="Object findings: the full path of the object's layer")
     message: str = Field(description="At most max_message_chars characters")
     details: dict[str, Any] | None = Field(
         None,

@@ -10,10 +10,11 @@ import ssl
 from celery import Celery
 from celery.app.amqp import AMQP
 
+from app.broker import keys
 from app.broker.transport import Connection, transport_for
 from app.core.config import QUEUES, settings
 from app.observability.logging import configure_logging
-from app.worker.routing import TASK_MODULES, base_config
+from app.worker.routing import TASK_MODULES, base_config, redbeat_sentinel
 from app.worker.signals import connect_all
 
 
@@ -37,11 +38,16 @@ def create_celery_app() -> Celery:
     )
     config = base_config(settings)
     recovering = settings.BROKER_RECOVERY_GRACE > 0 or settings.WORKER_DEAD_AFTER > 0
+    api = os.environ.get("LIBRARIAN_PROCESS") == "api"
     config["broker_transport_options"] = {
         **config["broker_transport_options"],
         # The journal and message holders cover the task queues (app/broker/): off, the transport
         # behaves as kombu's own.
         "journal_queues": tuple(QUEUES) if recovering else (),
+        # Acknowledged means kept: the API's publishes (a 202) wait for REDIS_PUBLISH_WAIT_REPLICAS
+        # replicas; a worker's own publishes (retries, chain steps) do not wait.
+        "publish_wait_replicas": settings.REDIS_PUBLISH_WAIT_REPLICAS if api else 0,
+        "publish_wait_ms": settings.REDIS_PUBLISH_WAIT_MS,
     }
     config.update(
         # kombu's Redis transport with a publish journal, message holders and a fix for a worker
@@ -53,8 +59,8 @@ def create_celery_app() -> Celery:
         beat_schedule={
             "canary-health-check": {
                 "task": "librarian.maintenance.health_check",
-                "schedule": 60.0,
-                "options": {"expires": 55},
+                "schedule": settings.CANARY_INTERVAL,
+                "options": {"expires": settings.CANARY_INTERVAL * 0.9},
             },
             "sweep-stuck-parts": {
                 "task": "librarian.maintenance.sweep_stuck_parts",
@@ -62,8 +68,18 @@ def create_celery_app() -> Celery:
                 "options": {"expires": 290},
             },
         },
-        beat_schedule_filename=str(settings.VAR_DIR / "celerybeat-schedule"),
+        # Exactly one beat schedules, on any number of hosts: RedBeat keeps each entry's last run
+        # and a leader lock in Redis. A second beat waits for the lock as a standby and takes over
+        # BEAT_LOCK_TIMEOUT after the leader stops renewing it (renewed every loop, a quarter of it).
+        beat_scheduler="redbeat.RedBeatScheduler",
+        redbeat_redis_url=settings.broker_url,
+        redbeat_redis_options={},  # set, so RedBeat does not fall back to the transport's options
+        redbeat_key_prefix=keys.BEAT_PREFIX,
+        redbeat_lock_key=keys.BEAT_LOCK,
+        redbeat_lock_timeout=settings.BEAT_LOCK_TIMEOUT,
+        beat_max_loop_interval=max(1, settings.BEAT_LOCK_TIMEOUT // 4),
     )
+    config.update(redbeat_sentinel(settings))  # sentinel:// REDIS_URL: RedBeat asks the sentinels too
     app.conf.update(config)
     app.conf.imports = TASK_MODULES
     # TLS for rediss:// URLs, certificates verified against the system's CAs. kombu turns TLS on
@@ -75,6 +91,8 @@ def create_celery_app() -> Celery:
         app.conf.broker_use_ssl = verified
     if settings.result_backend.startswith("rediss://"):
         app.conf.redis_backend_use_ssl = verified
+    if settings.broker_url.startswith("rediss://"):
+        app.conf.redbeat_redis_use_ssl = verified
     connect_all()
     return app
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from kombu import Exchange, Queue
 
+from app.core import sentinel
 from app.core.config import QUEUES, Settings
 
 TASK_MODULES = [
@@ -40,6 +41,41 @@ def queue_for(task_name: str) -> str:
 def task_queues() -> list[Queue]:
     """One direct exchange per queue, bound by its own name: a message goes to exactly one queue."""
     return [Queue(name, Exchange(name, type="direct"), routing_key=name) for name in QUEUES]
+
+
+def sentinel_options(settings: Settings) -> dict[str, Any]:
+    """kombu's and Celery's Sentinel options (master name, how to reach the sentinels) when
+    REDIS_URL lists sentinels; nothing otherwise."""
+    if settings.redis_sentinel is None:
+        return {}
+    # private: kombu.SentinelChannel.options
+    # private: celery.SentinelBackend.transport_options
+    return sentinel.transport_options(
+        settings.REDIS_SENTINEL_MASTER,
+        settings.REDIS_SENTINEL_PASSWORD.get_secret_value(),
+        settings.REDIS_SOCKET_TIMEOUT,
+    )
+
+
+def redbeat_sentinel(settings: Settings) -> dict[str, Any]:
+    """RedBeat's own Sentinel form (a `redis-sentinel://` URL plus options naming the sentinels)
+    when REDIS_URL lists sentinels; nothing otherwise."""
+    where = settings.redis_sentinel
+    if where is None:
+        return {}
+    return {
+        "redbeat_redis_url": "redis-sentinel://",
+        "redbeat_redis_options": {
+            "sentinels": list(where.sentinels),
+            "service_name": settings.REDIS_SENTINEL_MASTER,
+            "password": where.password,
+            "db": where.db,
+            "socket_timeout": settings.REDIS_SOCKET_TIMEOUT,
+            "sentinel_kwargs": sentinel.sentinel_kwargs(
+                settings.REDIS_SENTINEL_PASSWORD.get_secret_value(), settings.REDIS_SOCKET_TIMEOUT
+            ),
+        },
+    }
 
 
 def base_config(settings: Settings) -> dict[str, Any]:
@@ -73,11 +109,15 @@ def base_config(settings: Settings) -> dict[str, Any]:
             "socket_connect_timeout": settings.REDIS_SOCKET_TIMEOUT,
             "socket_timeout": 10,
             "retry_on_timeout": True,
+            **sentinel_options(settings),
         },
         "redis_socket_connect_timeout": settings.REDIS_SOCKET_TIMEOUT,
         "redis_socket_timeout": 5,
         "redis_retry_on_timeout": True,
-        "result_backend_transport_options": {"visibility_timeout": settings.BROKER_VISIBILITY_TIMEOUT},
+        "result_backend_transport_options": {
+            "visibility_timeout": settings.BROKER_VISIBILITY_TIMEOUT,
+            **sentinel_options(settings),
+        },
         "task_queues": task_queues(),
         "task_default_queue": "default",
         "task_routes": ROUTES,

@@ -28,6 +28,7 @@ from app.observability.metrics import initialise_task_series
 from app.observability.metrics_server import start_metrics_server
 from app.observability.queues import BrokerCollector
 from app.observability.sentry import init_sentry
+from app.storage import get_store, sweep_temp
 from app.worker.heartbeat import Heartbeat
 from app.worker.pause import registry as pause_registry
 from app.worker.routing import queue_for
@@ -52,6 +53,8 @@ def _worker_init(sender: Any = None, **_: Any) -> None:
         holders.start_incarnation(sender.hostname)
         check_visibility_timeout(app)
         prepare_database()  # before the pool forks (worker_process_init drops the engine in children)
+        # Copies of stored files that killed tasks left behind (app/storage/tempfiles.py).
+        log.info("storage ready", store=get_store().describe(), temp_files_swept=sweep_temp())
         initialise_task_series({name: queue_for(name) for name in app.tasks if not name.startswith("celery.")})
         model_metrics.initialise_series()  # after prepare_database: the rulesets are synced
 

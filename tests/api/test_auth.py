@@ -12,7 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from app.core.config import Settings
-from tests.conftest import TMP, stack_env, start_api
+from tests.conftest import TMP, stack_database_url, stack_env, start_api
 from tests.utils.processes import ROOT, cli
 
 pytestmark = pytest.mark.integration
@@ -36,7 +36,7 @@ def upload(base: str, headers: dict[str, str] | None = None, **data: str) -> htt
 def stack(broker):
     env = stack_env(
         REDIS_URL=broker.db_url(5),  # its own queues: nothing consumes what this module submits
-        DATABASE_URL=f"sqlite:///{TMP / 'auth.db'}",
+        DATABASE_URL=stack_database_url(TMP / "auth.db"),
         API_TOKENS=f"{ALICE}:{ALICE_TOKEN}, {BOB}:{BOB_TOKEN}",
         LOG_LEVEL="DEBUG",
     )

@@ -7,7 +7,7 @@ import concurrent.futures
 import httpx
 import pytest
 
-from tests.conftest import TMP, stack_env, start_api, start_worker
+from tests.conftest import TMP, stack_database_url, stack_env, start_api, start_worker
 from tests.utils.processes import free_port, wait_until
 
 pytestmark = pytest.mark.integration
@@ -31,7 +31,7 @@ def own_broker():
 @pytest.fixture(scope="module")
 def stack(own_broker):
     url = f"redis://:{PASSWORD}@127.0.0.1:{own_broker.port}/0"
-    env = stack_env(REDIS_URL=url, RATE_LIMIT_UPLOADS="4/minute", DATABASE_URL=f"sqlite:///{TMP / 'degrade.db'}")
+    env = stack_env(REDIS_URL=url, RATE_LIMIT_UPLOADS="4/minute", DATABASE_URL=stack_database_url(TMP / "degrade.db"))
     api, base = start_api("api-degrade", env=env)
     worker = start_worker("degrade", env=env)
     try:

@@ -11,7 +11,7 @@ import secrets
 import httpx
 import pytest
 
-from tests.conftest import TMP, stack_env, start_api
+from tests.conftest import TMP, stack_database_url, stack_env, start_api
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +24,7 @@ PROXY, OTHER = "127.0.0.2", "127.0.0.1"  # the anonymous API trusts PROXY only (
 def apis(broker):
     common = {
         "REDIS_URL": broker.db_url(6),
-        "DATABASE_URL": f"sqlite:///{TMP / 'ratelimit.db'}",
+        "DATABASE_URL": stack_database_url(TMP / "ratelimit.db"),
         "RATE_LIMIT_UPLOADS": f"{UPLOADS}/minute",
         "RATE_LIMIT_BATCHES": f"{BATCHES}/minute",
     }

@@ -13,7 +13,7 @@ from sqlmodel import Session, func, select
 from app.core.config import settings
 from app.core.db import get_engine
 from app.models import Batch, BatchItem, Part
-from tests.conftest import TMP, stack_env
+from tests.conftest import TMP, stack_database_url, stack_env
 from tests.fixtures.models_3dm import named_objects
 from tests.utils.api import batch_items, report_of, upload, wait_batch_done, wait_finished
 from tests.utils.processes import ManagedProcess, cli, free_port
@@ -263,7 +263,7 @@ def test_the_api_refuses_to_start_when_the_default_ruleset_does_not_exist(tmp_pa
         "api-missing-default",
         RULESETS_DIR=str(tmp_path),
         DEFAULT_RULESET="nobody-here",
-        DATABASE_URL=f"sqlite:///{tmp_path / 'fresh.db'}",
+        DATABASE_URL=stack_database_url(tmp_path / "fresh.db"),
     )
     assert status != 0
     assert "DEFAULT_RULESET='nobody-here' is neither a file in" in output

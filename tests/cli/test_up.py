@@ -44,6 +44,7 @@ def up_stack(broker):
 def test_up_prints_the_urls_of_what_it_starts(up_stack):
     output = up_stack.output()
     assert f"{up_stack.api}/docs" in output
+    assert f"{up_stack.api}/ui/" in output  # the console
     assert "/metrics" in output
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 
+from celery.backends.redis import SentinelBackend
 from celery.worker import request, state
 from celery.worker.consumer import Consumer
 
@@ -53,7 +54,30 @@ def check_active_requests() -> None:
     )
 
 
+def check_sentinel_backend_options() -> None:
+    source = inspect.getsource(SentinelBackend._get_sentinel_instance) + inspect.getsource(SentinelBackend._get_pool)
+    for option in ("sentinel_kwargs", "master_name"):
+        assert f'_transport_options.get("{option}"' in source or f"_transport_options.get('{option}'" in source, (
+            f"celery's SentinelBackend no longer reads {option} from result_backend_transport_options: "
+            f"app/worker/routing.py sentinel_options passes it; {FIX}"
+        )
+
+
+def check_connection_error_after_connected() -> None:
+    signature = inspect.signature(Consumer.on_connection_error_after_connected)
+    assert list(signature.parameters) == ["self", "exc"], (
+        f"celery's Consumer.on_connection_error_after_connected{signature} changed: app/worker/consumer.py "
+        f"starts a new incarnation there after a lost broker connection; {FIX}"
+    )
+    source = inspect.getsource(Consumer.on_connection_error_after_connected)
+    assert "self.connection = self.connection, None" in source or "self.connection = None" in source, (
+        f"celery's Consumer no longer drops its connection on a connection error; {FIX}"
+    )
+
+
 CHECKS: dict[str, Callable[[], None]] = {
+    "celery.Consumer.on_connection_error_after_connected": check_connection_error_after_connected,
+    "celery.SentinelBackend.transport_options": check_sentinel_backend_options,
     "celery.Request._request_dict": check_request_dict,
     "celery.Request._message": check_request_message,
     "celery.Request.revoked_before_pool": check_revoked_before_pool,

@@ -236,7 +236,43 @@ def check_connection_info() -> None:
     )
 
 
+def check_sentinel_options() -> None:
+    options = set(kombu_redis.SentinelChannel.from_transport_options)
+    assert {"master_name", "sentinel_kwargs"} <= options, (
+        f"kombu's SentinelChannel no longer takes master_name/sentinel_kwargs as transport options "
+        f"({sorted(options)}): app/worker/routing.py sentinel_options passes them; {FIX}"
+    )
+    source = inspect.getsource(kombu_redis.SentinelChannel._sentinel_managed_pool)
+    assert "self.connection.client.alt" in source and "sentinel_kwargs" in source, (
+        f"kombu's SentinelChannel no longer reads the sentinels from the `;`-separated URL and "
+        f"sentinel_kwargs: REDIS_URL=sentinel://…;sentinel://… relies on both; {FIX}"
+    )
+    assert issubclass(ours.SentinelChannel, kombu_redis.SentinelChannel)
+    url = "sentinel://:pw@127.0.0.1:26379;sentinel://127.0.0.1:26380"
+    options = {"sentinel_kwargs": {"password": "s"}}
+    conn = ours.Connection(url, transport=ours.transport_for(url), transport_options=options)
+    info = conn.info()
+    assert info["transport_options"]["sentinel_kwargs"]["password"] == "***", (
+        f"kombu's Connection.info() layout changed: the sentinels' password would reach `inspect stats`; {FIX}"
+    )
+
+
+def check_connection_switch() -> None:
+    expect_params(kombu.Connection, "switch", ["self", "conn_str"])
+    url = "sentinel://:pw@127.0.0.1:26379/3;sentinel://127.0.0.1:26380"
+    conn = ours.Connection(url, transport=ours.transport_for(url))
+    conn.switch("sentinel://127.0.0.1:26380")
+    assert (conn.transport_cls, conn.port, conn.password, conn.virtual_host) == (
+        ours.transport_for(url),
+        26380,
+        "pw",
+        "3",
+    ), f"kombu's Connection.switch() changed: a failover to the next sentinel URL must keep our transport; {FIX}"
+
+
 CHECKS: dict[str, Callable[[], None]] = {
+    "kombu.Connection.switch": check_connection_switch,
+    "kombu.SentinelChannel.options": check_sentinel_options,
     "kombu.QoS._delivered": check_qos_delivered,
     "kombu.QoS.append": check_qos_append,
     "kombu.redis.unacked_layout": check_unacked_layout,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,14 +9,7 @@ import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine
 
-
-def new_postgres_database(server) -> str:  # type: ignore[no-untyped-def]
-    """A new database on the pgserver; its psycopg 3 URL."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    server.psql(f"CREATE DATABASE {name};")
-    uri = server.get_uri()  # postgresql://postgres:@/postgres?host=<socket dir>
-    base, query = uri.split("?", 1)
-    return f"{base.rsplit('/', 1)[0].replace('postgresql://', 'postgresql+psycopg://')}/{name}?{query}"
+from tests.utils.postgres import new_database
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -25,7 +17,7 @@ def blank_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[E
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'blank.db'}"
     else:
-        url = new_postgres_database(request.getfixturevalue("pg_server"))
+        url = new_database(request.getfixturevalue("pg_server"), "blank")
     engine = create_engine(url)
     try:
         yield engine

@@ -1,10 +1,11 @@
 """init_db() (the migrations, tests/core/test_migrations.py) on a database an earlier release made,
-start-up retries, and timestamps that come back aware UTC on every backend."""
+start-up retries, lock waits, concurrent writes, and timestamps that come back aware UTC on every backend."""
 
 from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -15,8 +16,9 @@ from sqlalchemy import inspect, text
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, create_engine
 
+from app import crud
 from app.core.config import Settings
-from app.core.db import init_db, with_startup_retries
+from app.core.db import init_db, make_engine, with_startup_retries
 from app.models import Batch, DiagnosticRecord, Part
 
 OLD_SCHEMA = Path(__file__).resolve().parents[1] / "fixtures" / "schema_before_rulesets.sql"
@@ -96,6 +98,52 @@ def test_a_start_up_step_is_retried_while_another_process_holds_the_database(tmp
     with pytest.raises(OperationalError, match="locked"):
         with_startup_retries(step, attempts=2, delay=0.01)
     holder.rollback()
+
+
+def test_a_write_waiting_on_a_held_lock_fails_after_the_lock_wait(blank_database):
+    """SQLite's busy_timeout and PostgreSQL's lock_timeout (which waits for good by default) end the
+    wait with OperationalError: tasks retry it and the API answers 503 (tests/reliability/test_database_lock.py)."""
+    init_db(blank_database)
+    engine = make_engine(blank_database.url.render_as_string(hide_password=False), lock_wait_s=1)
+    with engine.connect():
+        pass  # connected (and SQLite's pragmas set) before the lock is taken
+    with blank_database.connect() as holder:
+        if holder.dialect.name == "sqlite":
+            holder.exec_driver_sql("BEGIN EXCLUSIVE")
+        else:
+            holder.execute(text("LOCK TABLE diagnostic_record IN ACCESS EXCLUSIVE MODE"))
+        with Session(engine) as session:
+            session.add(DiagnosticRecord(key="waits", updated_at=datetime.now(UTC)))
+            started = time.monotonic()
+            with pytest.raises(OperationalError, match=r"locked|lock timeout"):
+                session.commit()
+            waited = time.monotonic() - started
+        holder.rollback()
+    engine.dispose()
+    assert 0.9 < waited < 3, waited
+
+
+def test_diagnostic_writes_at_once_all_count(blank_database):
+    """The reliability scenarios count a task's runs in diagnostic records (crud.record_write): runs
+    that write at once must neither lose a count nor fail on the key's first insert."""
+    init_db(blank_database)
+    errors: list[Exception] = []
+
+    def writer() -> None:
+        for _ in range(25):
+            try:
+                with Session(blank_database) as session:
+                    crud.record_write(session, key="race", value="v", task_id="t")
+            except Exception as exc:  # noqa: BLE001 (collected and asserted below)
+                errors.append(exc)
+
+    threads = [threading.Thread(target=writer) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    with Session(blank_database) as session:
+        assert (session.get(DiagnosticRecord, "race").writes, errors) == (100, [])
 
 
 def test_a_plain_postgresql_url_uses_psycopg_3():

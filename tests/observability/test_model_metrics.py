@@ -38,7 +38,7 @@ from app.validation.bounds import finalise
 from app.validation.codes import CHECK_ERROR, finding
 from app.validation.rules import ValidationRules
 from app.worker.celery_app import celery_app
-from tests.conftest import stack_env, start_api, start_worker
+from tests.conftest import stack_database_url, stack_env, start_api, start_worker
 from tests.fixtures import hostile_3dm, models_3dm
 from tests.ops import metric_contract as contract
 from tests.utils.api import report_of, upload, wait_finished
@@ -114,7 +114,7 @@ def stack(broker, tmp_root):
     rulesets.mkdir(exist_ok=True)
     shutil.copy(ROOT / "rulesets" / "default.toml", rulesets / "default.toml")
     (rulesets / "strict.toml").write_text(STRICT_TOML, encoding="utf-8")
-    database = f"sqlite:///{tmp_root / 'model-metrics.db'}"
+    database = stack_database_url(tmp_root / "model-metrics.db")
     env = stack_env(
         REDIS_URL=broker.db_url(12),
         DATABASE_URL=database,

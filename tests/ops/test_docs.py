@@ -43,7 +43,7 @@ PROJECT_ENV = {
     "LIBRARIAN_TEST_REDIS_URL": "tests/conftest.py",
     "LIBRARIAN_TEST_DATABASE_URL": "tests/conftest.py",
     "LIBRARIAN_UPDATE_SCREENSHOTS": "tests/ops/test_flower_browser.py",
-    "CI": "tests/ops/conftest.py",  # CI=true: fail instead of skipping when a tool is missing
+    "CI": "tests/utils/browser.py",  # CI=true: fail instead of skipping when a tool is missing
 }
 # Other tools' own variables.
 TOOL_ENV = {"PYTHONPATH", "REDISCLI_AUTH", "COMPOSE_FILE", "COMPOSE_PROFILES", "HOSTNAME", "PATH", "HOME"}

@@ -31,6 +31,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from tests.utils.browser import CHROMIUM_ARGS
 from tests.utils.processes import wait_until
 
 from .helpers import ROOT
@@ -41,14 +42,7 @@ QUEUES = ("default", "maintenance", "pipeline", "validation")
 DB = 5  # a Redis database of its own (1-4 other tests, 6 the live Prometheus test, 7-15 reliability)
 SCREENSHOT = ROOT / "docs" / "img" / "flower-tasks.png"
 CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
+    *CHROMIUM_ARGS,  # shared with the console's browser tests (tests/utils/browser.py)
     # Ours: no /dev/shm limits in containers, no scrollbars in the screenshot, and virtual time
     # that waits for the page's AJAX call before the DOM is dumped or the screenshot taken.
     "--disable-dev-shm-usage",

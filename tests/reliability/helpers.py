@@ -1,7 +1,8 @@
 """Fault-injection harness: one isolated stack (Redis DB or own Valkey, SQLite file, storage, processes).
 
 Every scenario builds a `Stack` on its own Redis database (7–15 of the session broker) or on its own
-embedded Valkey, with its own SQLite file, storage and var dirs, and stops everything in teardown.
+embedded Valkey, with its own database (a SQLite file, or a new database on the harness's PostgreSQL
+when LIBRARIAN_TEST_DATABASE=postgresql), storage and var dirs, and stops everything in teardown.
 """
 
 from __future__ import annotations
@@ -10,14 +11,17 @@ import contextlib
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import TMP, stack_env
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError, ProgrammingError
+
+from tests.conftest import TMP, stack_database_url, stack_env
 from tests.utils.processes import ManagedProcess, cli, free_port, wait_http, wait_until
 
 SOAK = os.environ.get("LIBRARIAN_SOAK") == "1"
@@ -111,18 +115,20 @@ class Stack:
         self.root = TMP / "reliability" / name
         self.root.mkdir(parents=True, exist_ok=True)
         self.redis_url = redis_url
-        self.db_path = self.root / "librarian.db"
+        self.db_path = self.root / "librarian.db"  # on SQLite runs
+        self.database_url = stack_database_url(self.db_path)
         self.storage_dir = self.root / "storage"
         self.var_dir = self.root / "var"
         self.env = stack_env(
             REDIS_URL=redis_url,
-            DATABASE_URL=f"sqlite:///{self.db_path}",
+            DATABASE_URL=self.database_url,
             STORAGE_DIR=str(self.storage_dir),
             VAR_DIR=str(self.var_dir),
             **env,
         )
         self.processes: list[ManagedProcess] = []
         self._producer: Any = None
+        self._engine: Engine | None = None
         self._starts = 0
 
     # -- processes ------------------------------------------------------------------------------
@@ -191,6 +197,8 @@ class Stack:
         if self._producer is not None:
             with contextlib.suppress(Exception):  # teardown is best effort: the broker may be gone already
                 self._producer.close()
+        if self._engine is not None:
+            self._engine.dispose()
 
     def output(self) -> str:
         return "\n".join(p.output() for p in self.processes)
@@ -274,23 +282,35 @@ class Stack:
 
     # -- database -------------------------------------------------------------------------------
 
-    def sql(self, query: str, *params: Any) -> list[tuple]:
-        if not self.db_path.exists():
+    def engine(self) -> Engine:
+        if self._engine is None:
+            sqlite = self.database_url.startswith("sqlite")
+            self._engine = create_engine(self.database_url, connect_args={"timeout": 30} if sqlite else {})
+        return self._engine
+
+    def sql(self, query: str, **params: Any) -> list[tuple]:
+        """The rows of `query` (`:name` parameters), committed; [] before the stack made its tables."""
+        if self.database_url.startswith("sqlite") and not self.db_path.exists():
             return []
-        with sqlite3.connect(self.db_path, timeout=30) as conn:
-            try:
-                return conn.execute(query, params).fetchall()
-            except sqlite3.OperationalError as exc:
-                if "no such table" in str(exc):
-                    return []
-                raise
+        try:
+            with self.engine().begin() as conn:
+                result = conn.execute(text(query), params)
+                return [tuple(row) for row in result] if result.returns_rows else []
+        except (OperationalError, ProgrammingError) as exc:
+            if "no such table" in str(exc) or "UndefinedTable" in str(exc):
+                return []
+            raise
+
+    def count(self, table: str) -> int:
+        rows = self.sql(f"SELECT COUNT(*) FROM {table}")
+        return rows[0][0] if rows else 0
 
     def writes(self, key: str) -> int:
-        rows = self.sql("SELECT writes FROM diagnostic_record WHERE key = ?", key)
+        rows = self.sql("SELECT writes FROM diagnostic_record WHERE key = :key", key=key)
         return rows[0][0] if rows else 0
 
     def record(self, key: str) -> tuple | None:
-        rows = self.sql("SELECT key, value, task_id, writes FROM diagnostic_record WHERE key = ?", key)
+        rows = self.sql("SELECT key, value, task_id, writes FROM diagnostic_record WHERE key = :key", key=key)
         return rows[0] if rows else None
 
 

@@ -1,6 +1,8 @@
-"""Scenario 4: the database locked for longer than SQLite's busy timeout (5 s) while tasks write.
+"""Scenario 4: the database locked for longer than the app's lock wait (5 s, LOCK_WAIT_S) while tasks write.
 
-The test holds `BEGIN EXCLUSIVE` on the stack's SQLite file for 10 s. Uploaded parts are queued
+The test holds the lock for 10 s: `BEGIN EXCLUSIVE` on the stack's SQLite file, or on PostgreSQL
+`LOCK TABLE part, diagnostic_record IN ACCESS EXCLUSIVE MODE` (statements fail after the engine's
+lock_timeout, as SQLite's fail after busy_timeout). Uploaded parts are queued
 before the lock and the worker starts under it: `librarian.validation.validate_file` retries on
 OperationalError, TASK_RETRY_DELAY apart (2 s here, 60 s by default), and must validate every part
 once the lock is gone (no part left `processing`). `librarian.demo.db_roundtrip` has no retry: its
@@ -14,9 +16,12 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from tests.reliability.helpers import Stack, redis_db_url, report, wait_until
 
@@ -41,6 +46,26 @@ def upload(base: str, path, name: str = "part.3dm") -> httpx.Response:  # type: 
         )
 
 
+@contextmanager
+def database_locked(stack: Stack) -> Iterator[None]:
+    """Every write (and on PostgreSQL every read) of parts and diagnostic records waits, then fails."""
+    if stack.database_url.startswith("sqlite"):
+        lock = sqlite3.connect(stack.db_path, timeout=1, isolation_level=None)
+        lock.execute("BEGIN EXCLUSIVE")
+        try:
+            yield
+        finally:
+            lock.execute("ROLLBACK")
+            lock.close()
+        return
+    with stack.engine().connect() as connection:
+        connection.execute(text("LOCK TABLE part, diagnostic_record IN ACCESS EXCLUSIVE MODE"))
+        try:
+            yield
+        finally:
+            connection.rollback()
+
+
 def test_tasks_retry_through_a_database_lock_and_nothing_is_lost(stack, models):
     _, base = stack.start_api("api")
     part_ids = []
@@ -53,10 +78,8 @@ def test_tasks_retry_through_a_database_lock_and_nothing_is_lost(stack, models):
         for n in range(2)
     ]
 
-    lock = sqlite3.connect(stack.db_path, timeout=1, isolation_level=None)
-    lock.execute("BEGIN EXCLUSIVE")
-    locked_at = time.monotonic()
-    try:
+    with database_locked(stack):
+        locked_at = time.monotonic()
         worker = stack.start_worker("dbl")
         mark = len(worker.output())
         worker.wait_for(r'"event": "task retried"', timeout=30, after=mark)  # a write hit the lock
@@ -76,9 +99,6 @@ def test_tasks_retry_through_a_database_lock_and_nothing_is_lost(stack, models):
             health_latency.append(round(time.monotonic() - t0, 2))
         thread.join(timeout=60)
         time.sleep(max(0.0, locked_at + LOCK_SECONDS - time.monotonic()))
-    finally:
-        lock.execute("ROLLBACK")
-        lock.close()
     released_at = time.monotonic()
 
     def statuses() -> dict[str, str]:

@@ -99,7 +99,9 @@ def kill_and_measure(stack: Stack, n: int) -> None:
         assert not pending, f"tasks held by the killed {node} never finished: {sorted(pending)[:5]}"
 
     stack.wait_states(ids, {"SUCCESS"}, timeout=300)
-    rows = stack.sql("SELECT key, writes FROM diagnostic_record WHERE key LIKE 'd%' AND key NOT LIKE '%:start'")
+    rows = stack.sql(
+        "SELECT key, writes FROM diagnostic_record WHERE key LIKE 'd%' AND key NOT LIKE :starts", starts="%:start"
+    )
     recovered = sum(
         value(scrape(w.metrics_url), "librarian_messages_recovered_total", reason="worker_dead")
         for w in workers.values()

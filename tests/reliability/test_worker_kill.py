@@ -72,7 +72,7 @@ def kill_under_load(stack: Stack, N: int) -> None:
     submitted_in = time.monotonic() - started
 
     def done() -> int:
-        return stack.sql("SELECT COUNT(*) FROM diagnostic_record")[0][0] if stack.db_path.exists() else 0
+        return stack.count("diagnostic_record")
 
     kills = []
     for fraction in (0.15, 0.4, 0.65):

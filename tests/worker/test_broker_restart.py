@@ -14,7 +14,7 @@ import time
 import pytest
 from celery import Celery
 
-from tests.conftest import TMP, stack_env, start_worker
+from tests.conftest import TMP, stack_database_url, stack_env, start_worker
 from tests.utils.processes import free_port, wait_until
 
 pytestmark = pytest.mark.integration
@@ -29,7 +29,7 @@ def test_a_worker_with_a_task_in_flight_survives_a_broker_restart():
     server = embedded_server(port=port, data_dir=data_dir, password=PASSWORD)
     server.start()
     url = f"redis://:{PASSWORD}@127.0.0.1:{port}/0"
-    worker = start_worker("restart", env=stack_env(REDIS_URL=url, DATABASE_URL=f"sqlite:///{TMP / 'restart.db'}"))
+    worker = start_worker("restart", env=stack_env(REDIS_URL=url, DATABASE_URL=stack_database_url(TMP / "restart.db")))
     client = Celery(broker=url, backend=url)
     client.conf.update(task_serializer="json", accept_content=["json"], result_serializer="json")
     revived = None

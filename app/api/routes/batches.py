@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from typing import Any
 
@@ -25,9 +24,10 @@ from app.api.submit import Message, submit_many
 from app.api.uploads import discard, receive_files
 from app.core import rulesets
 from app.core.config import settings
-from app.core.storage import resolve_in_storage, sanitize_filename
+from app.core.storage import sanitize_filename
 from app.crud.batches import batch_progress, restore_items
 from app.models import Batch, BatchItem, ItemStatus
+from app.storage import get_store
 from app.worker.tasks.pipeline import item_steps
 
 router = APIRouter(prefix="/batches", tags=["batches"])
@@ -99,13 +99,14 @@ async def create_batch(
     batch_id = uuid.uuid4()
     files, fields = await receive_files(
         request,
-        incoming_dir=settings.storage_dir / ".incoming",
+        store=get_store(),
+        key_for=lambda item_id, name: f"batches/{batch_id}/{item_id}/{sanitize_filename(name)}",
         max_file_bytes=settings.max_file_size_bytes,
         max_files=settings.MAX_ITEMS_PER_BATCH,
         too_many_status=422,
         file_field="files",
     )
-    # Everything after the body arrived blocks (disk, database, broker): off the event loop.
+    # Everything after the body arrived blocks (store, database, broker): off the event loop.
     return await run_in_threadpool(
         _store_and_enqueue, request, batch_id, files, fields, ruleset, session, celery, client
     )
@@ -135,28 +136,29 @@ def _store_and_enqueue(
                 + (f" and {len(refused) - 20} more" if len(refused) > 20 else ""),
             )
         for received in files:
-            item_id = uuid.uuid4()
-            key = f"batches/{batch_id}/{item_id}/{sanitize_filename(received.filename)}"
-            target = resolve_in_storage(key)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(received.temp_path, target)
+            received.upload.commit()
             items.append(
                 BatchItem(
-                    id=item_id,
+                    id=received.id,
                     batch_id=batch_id,
                     filename=received.filename[:255],
-                    storage_key=key,
+                    storage_key=received.key,
                     size_bytes=received.size,
                     sha256=received.sha256,
                     status=ItemStatus.PENDING,
                 )
             )
+        crud.create_batch(
+            session,
+            batch_id=batch_id,
+            owner=owner,
+            ruleset_name=chosen.name,
+            ruleset_version=chosen.version,
+            items=items,
+        )
     except BaseException:
-        discard(files)
+        discard(files)  # a refused batch, or one whose rows were not written, leaves no object behind
         raise
-    crud.create_batch(
-        session, batch_id=batch_id, owner=owner, ruleset_name=chosen.name, ruleset_version=chosen.version, items=items
-    )
     queued = publish_items(session, celery, client, items, owner)
     return BatchCreated(
         batch_id=batch_id,

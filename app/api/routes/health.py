@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from app.api.deps import CeleryDep, RedisDep
 from app.core.config import mask_url, settings
 from app.core.db import ping_db
+from app.core.redis import sentinel_status
 from app.core.workers import live_workers, mark_stalled
 
 router = APIRouter(tags=["health"])
@@ -29,13 +30,19 @@ def _redis_status(client: Any) -> dict[str, Any]:
         info = client.info(section="server") | client.info(section="memory")
     except Exception as exc:  # noqa: BLE001 (any failure reports the broker down)
         return {"status": "down", "url": mask_url(settings.redis_url), "error": type(exc).__name__}
-    return {
+    body = {
         "status": "ok",
         "url": mask_url(settings.redis_url),
         "latency_ms": round((time.perf_counter() - started) * 1000, 2),
         "version": info.get("valkey_version") or info.get("redis_version"),
         "used_memory_bytes": info.get("used_memory"),
     }
+    if settings.redis_sentinel is not None:
+        try:
+            body["sentinel"] = sentinel_status()
+        except Exception as exc:  # noqa: BLE001 (the primary answered: report the sentinels' failure, stay ok)
+            body["sentinel"] = {"error": type(exc).__name__}
+    return body
 
 
 def _workers_status(client: Any) -> dict[str, Any]:

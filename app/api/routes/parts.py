@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from typing import Annotated, Any
 
@@ -21,8 +20,9 @@ from app.core.agents import OWNER_HEADER
 from app.core.cache import cache_delete, cache_get, cache_set, report_key
 from app.core.config import settings
 from app.core.errors import DependencyUnavailable
-from app.core.storage import resolve_in_storage, sanitize_filename
+from app.core.storage import sanitize_filename
 from app.models import FINISHED_STATUSES, Part, PartStatus, RulesetVersion
+from app.storage import get_store
 
 router = APIRouter(prefix="/parts", tags=["parts"])
 
@@ -127,11 +127,14 @@ async def upload_part(
 ) -> PartSubmitted:
     """Upload one `.3dm` file (multipart field `file`); validation runs in the background with the
     ruleset named by `?ruleset=` or the form field `ruleset` (the query wins), else DEFAULT_RULESET."""
-    incoming = settings.storage_dir / ".incoming"
     files, fields = await receive_files(
-        request, incoming_dir=incoming, max_file_bytes=settings.max_file_size_bytes, max_files=1
+        request,
+        store=get_store(),
+        key_for=lambda part_id, name: f"parts/{part_id}/{sanitize_filename(name)}",
+        max_file_bytes=settings.max_file_size_bytes,
+        max_files=1,
     )
-    # Everything after the body arrived blocks (disk, database, broker): off the event loop.
+    # Everything after the body arrived blocks (store, database, broker): off the event loop.
     return await run_in_threadpool(_store_and_enqueue, request, files, fields, ruleset, session, celery, client)
 
 
@@ -144,35 +147,28 @@ def _store_and_enqueue(
     celery: CeleryDep,
     client: RedisDep,
 ) -> PartSubmitted:
-    target = None
     try:
         chosen = rulesets.resolve(session, name=ruleset or fields.get("ruleset"))  # before anything is stored
         received = _single_3dm(files)
         owner = (fields.get("owner") or request.headers.get("x-librarian-user") or "").strip()[:100] or None
-        part_id = uuid.uuid4()
-        key = f"parts/{part_id}/{sanitize_filename(received.filename)}"
-        target = resolve_in_storage(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(received.temp_path, target)
+        received.upload.commit()
         part = crud.create_part(
             session,
-            part_id=part_id,
+            part_id=received.id,
             filename=received.filename,
-            storage_key=key,
+            storage_key=received.key,
             size_bytes=received.size,
             sha256=received.sha256,
             owner=owner,
         )
     except BaseException:
-        discard(files)
-        if target is not None:
-            target.unlink(missing_ok=True)  # a refused upload leaves no file behind
+        discard(files)  # a refused upload, or one whose row was not written, leaves no object behind
         raise
     try:
         return enqueue_validation(session, celery, client, part, chosen)
     except DependencyUnavailable:
         # The client is told to retry; nothing of this attempt stays behind.
-        target.unlink(missing_ok=True)
+        discard(files)
         crud.delete_part(session, part=part)
         raise
 
@@ -194,8 +190,14 @@ def list_parts(
     status_filter: Annotated[PartStatus | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    owner: Annotated[str | None, Query(max_length=100)] = None,
+    ruleset: Annotated[str | None, Query(max_length=64)] = None,
+    filename: Annotated[str | None, Query(max_length=255, description="A part of the file name, any case")] = None,
 ) -> PartList:
-    parts, total = crud.list_parts(session, status=status_filter, limit=limit, offset=offset)
+    """Newest first; each filter narrows the list (`filename` matches a part of the name)."""
+    parts, total = crud.list_parts(
+        session, status=status_filter, limit=limit, offset=offset, owner=owner, ruleset=ruleset, filename=filename
+    )
     return PartList(items=[to_public(p) for p in parts], total=total, limit=limit, offset=offset)
 
 

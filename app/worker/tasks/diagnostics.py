@@ -13,9 +13,10 @@ from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlmodel import select
 
+from app import crud
 from app.core.db import session_scope
-from app.core.storage import resolve_in_storage
-from app.models import DiagnosticRecord, utcnow
+from app.models import DiagnosticRecord
+from app.storage import get_store
 from app.worker.base import LibrarianTask
 from app.worker.celery_app import celery_app
 
@@ -59,26 +60,17 @@ def always_transient(self: Task, reason: str = "simulated dependency outage") ->
 def db_roundtrip(self: Task, key: str, value: str) -> dict:
     """Upserts one row by key and reads it back (idempotent: re-running never duplicates)."""
     with session_scope() as session:
-        record = session.get(DiagnosticRecord, key)
-        if record is None:
-            record = DiagnosticRecord(key=key)
-        record.value = value
-        record.task_id = self.request.id
-        record.writes += 1
-        record.updated_at = utcnow()
-        session.add(record)
-        session.commit()
+        crud.record_write(session, key=key, value=value, task_id=self.request.id)
         stored = session.exec(select(DiagnosticRecord).where(DiagnosticRecord.key == key)).one()
         return {"key": stored.key, "value": stored.value, "writes": stored.writes}
 
 
 @celery_app.task(name="librarian.demo.read_storage")
 def read_storage(relative_path: str) -> dict:
-    """Reads a file from the storage dir (never outside it) and returns its size and sha256."""
-    path = resolve_in_storage(relative_path)
+    """Reads a stored file (never outside the store) and returns its size and sha256."""
     digest = hashlib.sha256()
     size = 0
-    with path.open("rb") as handle:
+    with get_store().materialise(relative_path) as path, path.open("rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
             size += len(chunk)
@@ -91,14 +83,7 @@ def read_storage(relative_path: str) -> dict:
 def _bump(key: str, task_id: str | None, value: str = "") -> int:
     """Upsert the row `key`, adding one to its `writes`; returns the new count."""
     with session_scope() as session:
-        record = session.get(DiagnosticRecord, key) or DiagnosticRecord(key=key)
-        record.value = value
-        record.task_id = task_id
-        record.writes += 1
-        record.updated_at = utcnow()
-        session.add(record)
-        session.commit()
-        return record.writes
+        return crud.record_write(session, key=key, value=value, task_id=task_id)
 
 
 @celery_app.task(bind=True, name="librarian.demo.sleep", default_retry_delay=1)

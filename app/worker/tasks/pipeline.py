@@ -24,10 +24,10 @@ from app.core import rulesets
 from app.core.agents import OWNER_HEADER
 from app.core.config import settings
 from app.core.db import session_scope
-from app.core.storage import resolve_in_storage
 from app.models import PIPELINE_STAGES, STAGE_DONE, STAGE_FAILED, STAGE_RUNNING, PartStatus
 from app.observability.metrics import PIPELINE_DEAD_LETTER, PIPELINE_ITEMS
 from app.pipeline import stages
+from app.storage import get_store
 from app.worker.base import LibrarianTask
 from app.worker.celery_app import celery_app
 
@@ -109,7 +109,7 @@ def _run(task: StageTask, item_id: str) -> dict[str, Any]:
         # The running status, set at every attempt: a stage waiting for its retry stays in it.
         attempts = item.attempts + 1 if task.stage == "preprocess" else item.attempts
         crud.update_batch_item(session, item=item, status=STAGE_RUNNING[task.stage], attempts=attempts)
-        path = resolve_in_storage(item.storage_key)
+        storage_key = item.storage_key
         outputs = dict(item.outputs or {})
         if task.stage == "validate":
             batch = crud.get_batch(session, batch_id=item.batch_id)
@@ -119,10 +119,14 @@ def _run(task: StageTask, item_id: str) -> dict[str, Any]:
             file_name = item.filename
     if task.stage == "publish":
         output = _publish(item_id, outputs)
-    elif task.stage == "validate":
-        output = stages.validate(path, ruleset=ruleset, file_name=file_name)
     else:
-        output = getattr(stages, task.stage)(path)
+        # A local copy for the stage's length (S3). A missing object is FileNotFoundError and a store
+        # outage StorageUnavailable (a ConnectionError): both OSErrors, retried as transient.
+        with get_store().materialise(storage_key) as path:
+            if task.stage == "validate":
+                output = stages.validate(path, ruleset=ruleset, file_name=file_name)
+            else:
+                output = getattr(stages, task.stage)(path)
     with session_scope() as session:
         item = crud.get_batch_item(session, item_id=uuid.UUID(item_id))
         if item is None:

@@ -16,13 +16,13 @@ from app.core.cache import cache_delete, report_key
 from app.core.config import settings
 from app.core.db import session_scope
 from app.core.redis import get_redis
-from app.core.storage import resolve_in_storage
 from app.models import Part, PartStatus
 from app.observability import model_metrics
 from app.observability.sentry import tag_part
-from app.validation import UnreadableModelError
+from app.storage import get_store
+from app.validation import ModelFileMissingError, UnreadableModelError
 from app.validation.sandbox import Limits, SandboxStartError
-from app.worker.base import LibrarianTask
+from app.worker.base import LibrarianTask, ProgressThrottle
 from app.worker.celery_app import celery_app
 
 log = structlog.get_logger("librarian.validation")
@@ -94,22 +94,22 @@ def validate_file(
             attempts=part.attempts + 1,
             error=None,
         )
-        path = resolve_in_storage(part.storage_key)
-        file_name, size_bytes = part.filename, part.size_bytes
+        storage_key, file_name, size_bytes = part.storage_key, part.filename, part.size_bytes
 
-    def progress(percent: int, stage: str) -> None:
-        self.report_progress(percent, stage=stage, part_id=part_id)
+    progress = ProgressThrottle(lambda percent, stage: self.report_progress(percent, stage=stage, part_id=part_id))
 
     started = time.perf_counter()
     try:
-        report = validate_guarded(
-            path,
-            limits=Limits(*settings.validation_limits),
-            ruleset=chosen,
-            progress=progress,
-            file_name=file_name,
-            max_report_bytes=settings.MAX_REPORT_BYTES,
-        )
+        # A local copy for the block's length (S3); StorageUnavailable is a ConnectionError: retried.
+        with get_store().materialise(storage_key) as path:
+            report = validate_guarded(
+                path,
+                limits=Limits(*settings.validation_limits),
+                ruleset=chosen,
+                progress=progress,
+                file_name=file_name,
+                max_report_bytes=settings.MAX_REPORT_BYTES,
+            )
         status, error = (PartStatus.VALIDATED if report["summary"]["passed"] else PartStatus.REJECTED), None
         verdict = next((f for f in report["findings"] if f["code"] in SANDBOX_VERDICTS), None)
         if verdict is not None:
@@ -122,6 +122,9 @@ def validate_file(
                 reason=verdict["message"],
                 **{k: v for k, v in verdict["details"].items() if k != "file_name"},
             )
+    except FileNotFoundError as exc:  # no such object in the store: as a missing local file, rejected
+        missing = ModelFileMissingError(str(exc))
+        report, status, error = unreadable_report(missing, chosen, file_name), PartStatus.REJECTED, missing.reason
     except UnreadableModelError as exc:
         report, status, error = unreadable_report(exc, chosen, file_name), PartStatus.REJECTED, exc.reason
     except SoftTimeLimitExceeded:
