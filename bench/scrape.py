@@ -14,8 +14,8 @@ The worker's own three processes add their files too. The worker's /metrics merg
 per scrape (prometheus_client's MultiProcessCollector, as the multiprocess docs prescribe) and
 adds the broker gauges (pipelined LLEN, computed at scrape time).
 The API (bench/support/api_populated.py: `librarian api` with librarian_tasks_sent_total filled
-for NAMES x 4 queues, the only task family the API increments) serves its in-process registry:
-HTTP metrics, task counters, broker gauges (LLEN pipeline + live workers: SCAN + MGET).
+for NAMES x 4 queues, the only task family the API increments) serves its multiprocess directory as
+`librarian api` does: HTTP metrics, task counters, broker gauges (LLEN pipeline + live workers: SCAN + MGET).
 Baseline: prometheus_client's exporter over an empty registry (bench/support/empty_exporter.py, the
 same wsgiref server as the worker's).
 Each number: --scrapes sequential GETs, each on a new connection with Accept-Encoding: gzip (as

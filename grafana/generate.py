@@ -245,7 +245,8 @@ DASHBOARDS = {
                 unit="ops",
                 description="Hostile or undecodable messages, task names no worker knows, and "
                 "messages put back on their queue: held by a worker found dead (worker_dead; alert "
-                "LibrarianWorkersDying), or taken by a worker killed before it recorded them (lost_in_transit).",
+                "LibrarianWorkersDying), held by a live worker's lost broker connection (connection_lost), "
+                "or taken by a worker killed before it recorded them (lost_in_transit).",
             ),
             panel(
                 "Pipeline items per second by stage and status",

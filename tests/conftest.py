@@ -149,9 +149,12 @@ def start_worker(name: str, *, env: dict[str, str] | None = None, extra: tuple[s
     return process
 
 
-def start_api(name: str = "api", *, env: dict[str, str] | None = None) -> tuple[ManagedProcess, str]:
+def start_api(
+    name: str = "api", *, env: dict[str, str] | None = None, extra: tuple[str, ...] = ()
+) -> tuple[ManagedProcess, str]:
+    """A real `librarian api` (`extra`: more of its arguments); returns once /health answers."""
     port = free_port()
-    process = ManagedProcess(name, cli("api", "--port", str(port)), env or stack_env(), TMP / "logs")
+    process = ManagedProcess(name, cli("api", "--port", str(port), *extra), env or stack_env(), TMP / "logs")
     process.start()
     base = f"http://127.0.0.1:{port}"
     try:

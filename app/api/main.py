@@ -19,7 +19,7 @@ from app import __version__
 from app.api.deps import get_owner
 from app.api.docs_assets import install_docs
 from app.api.errors import install_error_handlers
-from app.api.metrics import install_metrics
+from app.api.metrics import install_metrics, process_exiting
 from app.api.routes import agents, batches, diagnostics, health, parts, rulesets, tasks
 from app.api.schemas import ErrorBody
 from app.core.config import settings
@@ -72,6 +72,7 @@ async def lifespan(_: FastAPI) -> AsyncIterator[None]:
     yield
     close_pool()
     await close_async_pool()
+    process_exiting()
 
 
 class AccessLogMiddleware:

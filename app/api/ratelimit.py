@@ -91,15 +91,20 @@ def client_key(request: Request, owner: str | None) -> str:
     return f"ip:{request.client.host if request.client else 'unknown'}"
 
 
+def enforce(limiter: RateLimiter, request: Request, owner: str | None) -> None:
+    """Count one request against `limiter`, keyed by the token's owner (else the address); 429 over it."""
+    allowed, retry_after = limiter.hit(client_key(request, owner))
+    if not allowed:
+        raise HTTPException(
+            429,
+            detail=f"too many requests: limit is {limiter.item}, retry in {retry_after}s",
+            headers={"Retry-After": str(retry_after)},
+        )
+
+
 def rate_limit(limiter: RateLimiter) -> Callable[..., None]:
     def dependency(request: Request, owner: OwnerDep) -> None:
-        allowed, retry_after = limiter.hit(client_key(request, owner))
-        if not allowed:
-            raise HTTPException(
-                429,
-                detail=f"too many requests: limit is {limiter.item}, retry in {retry_after}s",
-                headers={"Retry-After": str(retry_after)},
-            )
+        enforce(limiter, request, owner)
 
     return dependency
 

@@ -56,7 +56,14 @@ def cmd_api(args: argparse.Namespace) -> None:
     import uvicorn  # noqa: PLC0415 (per command, see top)
 
     from app.observability.logging import configure_logging  # noqa: PLC0415 (reads settings: after load_settings)
+    from app.observability.metrics_dir import use_multiprocess_dir  # noqa: PLC0415 (per command, see top)
 
+    port = args.port or settings.API_PORT
+    # Multiprocess metrics in one process as in N (`--workers`): /metrics sums every process's files,
+    # whichever process answers. The directory is this API's own (two APIs on one host never share
+    # one), wiped for each run, set before the app (in this process or in uvicorn's) imports
+    # prometheus_client.
+    use_multiprocess_dir((settings.VAR_DIR / "metrics" / f"api-{port}").resolve())
     os.environ["LIBRARIAN_PROCESS"] = "api"
     configure_logging("api")
     # log_config=None: uvicorn's loggers keep going through our structlog formatter.
@@ -64,7 +71,7 @@ def cmd_api(args: argparse.Namespace) -> None:
     uvicorn.run(
         "app.api.main:app",
         host=args.host or settings.API_HOST,
-        port=args.port or settings.API_PORT,
+        port=port,
         workers=args.workers,
         log_config=None,
         access_log=False,
@@ -74,14 +81,13 @@ def cmd_api(args: argparse.Namespace) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
-    from app.observability.metrics_server import prepare_multiprocess_dir  # noqa: PLC0415 (reads settings: after load_settings)
+    from app.observability.metrics_dir import use_multiprocess_dir  # noqa: PLC0415 (per command, see top)
 
     settings.VAR_DIR.mkdir(parents=True, exist_ok=True)
     # Multiprocess metrics: set before Celery (and prometheus_client) start, wiped for each run.
     node = args.name.replace("%h", socket.gethostname())  # unique per worker, as Celery names it
     metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or str((settings.VAR_DIR / "metrics" / node).resolve())
-    prepare_multiprocess_dir(Path(metrics_dir))
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    use_multiprocess_dir(Path(metrics_dir))
     os.environ["LIBRARIAN_PROCESS"] = "worker"
     quiet = ["--quiet"] if settings.LOG_FORMAT == "json" else []  # no ASCII banner in JSON logs
     _exec(

@@ -170,7 +170,7 @@ class Settings(BaseSettings):
     LOG_LEVEL: str = "INFO"
     LOG_FORMAT: Literal["json", "console"] = "json"
     METRICS_TOKEN: str = ""
-    # The worker's /metrics: "fast" reads prometheus_client's multiprocess files itself
+    # The worker's and the API's /metrics: "fast" reads prometheus_client's multiprocess files itself
     # (app/observability/metrics_files.py); "stock" is prometheus_client's own MultiProcessCollector,
     # ~0.6 s CPU per scrape at 50 task names against ~11 ms (docs/performance.md): the way back if an
     # upgrade breaks the fast path.

@@ -8,7 +8,8 @@ reference machine (docs/performance.md); here each scrape renders with `MultiPro
 collector when `METRICS_EXPOSITION=stock`. Either way every scrape reads every process's files
 afresh (nothing is served stale). The server also asks for the optional bearer token
 (`METRICS_TOKEN`) and, before each scrape, marks pool children that are gone as dead (their live
-gauges would otherwise count on).
+gauges would otherwise count on). The API's processes render their shared directory the same way
+(`MultiProcessMetrics`, used by app/api/metrics.py).
 """
 
 from __future__ import annotations
@@ -27,15 +28,13 @@ from app.core.config import settings
 from app.observability.metrics_files import reap_dead_processes
 from app.observability.metrics_render import MultiProcessExposition, StockExposition
 
-__all__ = ["authorized", "make_app", "prepare_multiprocess_dir", "reap_dead_processes", "start_metrics_server"]
-
-
-def prepare_multiprocess_dir(path: Path) -> None:
-    """Empty the directory: files of a previous run would be summed into this one's numbers."""
-    path.mkdir(parents=True, exist_ok=True)
-    for item in path.iterdir():
-        if item.is_file():
-            item.unlink()
+__all__ = [
+    "MultiProcessMetrics",
+    "authorized",
+    "make_app",
+    "reap_dead_processes",
+    "start_metrics_server",
+]
 
 
 def authorized(header: str | None) -> bool:
@@ -45,10 +44,25 @@ def authorized(header: str | None) -> bool:
     return header is not None and hmac.compare_digest(header.encode(), expected.encode())
 
 
+class MultiProcessMetrics:
+    """Every process's metrics in one multiprocess directory, read afresh on each render.
+
+    The worker's server below and the API's /metrics (app/api/metrics.py) both render through it:
+    processes that are gone are marked dead first, then `METRICS_EXPOSITION` chooses the exposition.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        stock = settings.METRICS_EXPOSITION == "stock"
+        self.exposition = StockExposition(directory) if stock else MultiProcessExposition(directory)
+
+    def render(self, extra_collectors: list[Any]) -> bytes:
+        reap_dead_processes(self.directory)
+        return self.exposition.render(extra_collectors)
+
+
 def make_app(extra_collectors: list[Any]) -> Any:
-    directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
-    stock = settings.METRICS_EXPOSITION == "stock"
-    exposition = StockExposition(directory) if stock else MultiProcessExposition(directory)
+    metrics = MultiProcessMetrics(Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]))
 
     def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
         if environ.get("PATH_INFO") != "/metrics":
@@ -57,8 +71,7 @@ def make_app(extra_collectors: list[Any]) -> Any:
         if not authorized(environ.get("HTTP_AUTHORIZATION")):
             start_response("401 Unauthorized", [("Content-Type", "text/plain"), ("WWW-Authenticate", "Bearer")])
             return [b"missing or wrong bearer token\n"]
-        reap_dead_processes(directory)
-        body = exposition.render(extra_collectors)
+        body = metrics.render(extra_collectors)
         start_response("200 OK", [("Content-Type", CONTENT_TYPE_LATEST)])
         return [body]
 

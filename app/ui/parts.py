@@ -14,7 +14,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from app.api.deps import CeleryDep, RedisDep, SessionDep
-from app.api.ratelimit import RateLimiter, batch_limiter, client_key, upload_limiter
+from app.api.ratelimit import batch_limiter, enforce, upload_limiter
 from app.api.routes import batches as batches_api
 from app.api.routes import parts as parts_api
 from app.api.routes import rulesets as rulesets_api
@@ -28,17 +28,6 @@ router = APIRouter()
 
 PAGE_SIZE = 25
 REPORTED = {PartStatus.VALIDATED.value, PartStatus.REJECTED.value}
-
-
-def _limit(limiter: RateLimiter, request: Request, owner: str | None) -> None:
-    """The API's rate limit for uploads, keyed as the API keys it (the token's owner, else the address)."""
-    allowed, retry_after = limiter.hit(client_key(request, owner))
-    if not allowed:
-        raise HTTPException(
-            429,
-            detail=f"too many requests: limit is {limiter.item}, retry in {retry_after}s",
-            headers={"Retry-After": str(retry_after)},
-        )
 
 
 @router.get("/")
@@ -60,7 +49,7 @@ async def upload_part(
     request: Request, owner: ConsoleOwner, session: SessionDep, celery: CeleryDep, client: RedisDep, ruleset: str = ""
 ) -> PartSubmitted:
     """One file: POST /api/v1/parts itself (multipart field `file`)."""
-    _limit(upload_limiter, request, owner)
+    enforce(upload_limiter, request, owner)
     return await parts_api.upload_part(request, session, celery, client, ruleset or None)
 
 
@@ -69,7 +58,7 @@ async def upload_batch(
     request: Request, owner: ConsoleOwner, session: SessionDep, celery: CeleryDep, client: RedisDep, ruleset: str = ""
 ) -> BatchCreated:
     """Several files: POST /api/v1/batches itself (multipart field `files`)."""
-    _limit(batch_limiter, request, owner)
+    enforce(batch_limiter, request, owner)
     return await batches_api.create_batch(request, session, celery, client, ruleset or None)
 
 

@@ -2,10 +2,10 @@
 
     python -m bench.support.api_populated --port P --names 50
 
-The API's registry is in-process (one uvicorn process, no multiprocess mode); the only task family
-the API itself increments is librarian_tasks_sent_total, so that is what is filled (NAMES x 4
-queues), as if the API had published every one of those tasks. Then the same uvicorn call as
-app.cli.main.cmd_api.
+One uvicorn process in multiprocess mode, as app.cli.main.cmd_api runs it (its own directory under
+VAR_DIR, wiped, set before prometheus_client is imported); the only task family the API itself
+increments is librarian_tasks_sent_total, so that is what is filled (NAMES x 4 queues), as if the
+API had published every one of those tasks. Then the same uvicorn call as cmd_api.
 """
 
 from __future__ import annotations
@@ -22,6 +22,9 @@ def main() -> None:
     import uvicorn
 
     from app.core.config import QUEUES, settings
+    from app.observability.metrics_dir import use_multiprocess_dir
+
+    use_multiprocess_dir((settings.VAR_DIR / "metrics" / f"api-{args.port}").resolve())  # before the next import
     from app.observability import metrics as m
     from app.observability.logging import configure_logging
     from bench.support.populate import task_names
