@@ -24,7 +24,6 @@ from limits.storage import MemoryStorage, RedisSentinelStorage, RedisStorage, St
 from limits.strategies import MovingWindowRateLimiter
 
 from app.api.deps import OwnerDep
-from app.core import sentinel
 from app.core.config import settings
 
 log = structlog.get_logger("librarian.api.ratelimit")
@@ -44,7 +43,7 @@ def redis_storage() -> Storage:
         f"redis+sentinel://{hosts}",
         service_name=settings.REDIS_SENTINEL_MASTER,
         use_replicas=False,  # a window read from a lagging replica would let a burst through
-        sentinel_kwargs=sentinel.sentinel_kwargs(settings.REDIS_SENTINEL_PASSWORD.get_secret_value(), timeout),
+        sentinel_kwargs=settings.redis_sentinel_kwargs,
         **options,
     )
 

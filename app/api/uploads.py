@@ -245,6 +245,12 @@ def _check_owner(token_owner: str | None, claimed: str | None) -> None:
         raise UploadRejected(403, detail=f"this token acts for {token_owner!r}, not for {claimed!r}")
 
 
+def submitter(request: Request, fields: dict[str, str]) -> str | None:
+    """Whom an upload runs for: the `owner` field (the token's owner, set by receive_files), else
+    the X-Librarian-User header, else nobody."""
+    return (fields.get("owner") or request.headers.get("x-librarian-user") or "").strip()[:100] or None
+
+
 def discard(files: list[ReceivedFile]) -> None:
     """Leave nothing of these files in the store (blocking: call it from a thread). Best effort:
     one the store refuses to remove is logged and the others still go (the caller's error stands)."""

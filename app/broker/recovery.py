@@ -149,24 +149,17 @@ class Recovery:
         beating = {journal.text(i) for i in client.zrange(keys.INCARNATIONS, 0, -1)} - set(dead)
         alive = {holders.process_of(i) for i in beating}
         for incarnation, task_ids in restored.items():
-            if holders.process_of(incarnation) in alive:
-                MESSAGES_RECOVERED.labels("connection_lost").inc(len(task_ids))
-                log.warning(
-                    "put back the messages of a lost broker connection",
-                    worker=holders.hostname_of(incarnation),
-                    incarnation=incarnation,
-                    count=len(task_ids),
-                    task_ids=task_ids[:50],
-                )
-                continue
-            MESSAGES_RECOVERED.labels("worker_dead").inc(len(task_ids))
+            lost_connection = holders.process_of(incarnation) in alive
+            MESSAGES_RECOVERED.labels("connection_lost" if lost_connection else "worker_dead").inc(len(task_ids))
             log.warning(
-                "put back the messages of a dead worker",
+                "put back the messages of a lost broker connection"
+                if lost_connection
+                else "put back the messages of a dead worker",
                 worker=holders.hostname_of(incarnation),
                 incarnation=incarnation,
                 count=len(task_ids),
                 task_ids=task_ids[:50],
-                silent_for_more_than_s=self.dead_after,
+                **({} if lost_connection else {"silent_for_more_than_s": self.dead_after}),
             )
 
     def _republish_lost(self, channel: Any) -> None:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import PrivateAttr, SecretStr, computed_field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from app.core.sentinel import SentinelURL, is_sentinel_url, mask_sentinel_url, parse_sentinel_url
+from app.core.sentinel import SentinelURL, is_sentinel_url, mask_sentinel_url, parse_sentinel_url, sentinel_kwargs
 
 PLACEHOLDER_SECRETS = {"changethis", "changeme", "password", "secret", "admin"}
 # An owner name: what API_TOKENS, parts, batches, tasks and the agent brake call a user.
@@ -189,6 +189,11 @@ class Settings(BaseSettings):
     def redis_sentinel(self) -> SentinelURL | None:
         """The sentinels REDIS_URL lists, or None when it names one Redis server."""
         return parse_sentinel_url(self.redis_url) if is_sentinel_url(self.redis_url) else None
+
+    @property
+    def redis_sentinel_kwargs(self) -> dict[str, Any]:
+        """How every client talks to the sentinels themselves (their password, our socket timeout)."""
+        return sentinel_kwargs(self.REDIS_SENTINEL_PASSWORD.get_secret_value(), self.REDIS_SOCKET_TIMEOUT)
 
     @property
     def broker_url(self) -> str:

@@ -16,7 +16,6 @@ import redis.asyncio as aioredis
 import redis.asyncio.sentinel
 import redis.sentinel
 
-from app.core import sentinel
 from app.core.config import settings
 
 # redis-py's sentinel modules have no annotations: called through Any, typed at our edges.
@@ -74,9 +73,7 @@ def sentinel_manager() -> Any:
             pid,
             _sync_sentinel.Sentinel(
                 list(where.sentinels),
-                sentinel_kwargs=sentinel.sentinel_kwargs(
-                    settings.REDIS_SENTINEL_PASSWORD.get_secret_value(), settings.REDIS_SOCKET_TIMEOUT
-                ),
+                sentinel_kwargs=settings.redis_sentinel_kwargs,
             ),
         )
     return manager
@@ -121,9 +118,7 @@ def get_async_redis() -> aioredis.Redis:
         if where is not None:
             manager = _async_sentinel.Sentinel(
                 list(where.sentinels),
-                sentinel_kwargs=sentinel.sentinel_kwargs(
-                    settings.REDIS_SENTINEL_PASSWORD.get_secret_value(), settings.REDIS_SOCKET_TIMEOUT
-                ),
+                sentinel_kwargs=settings.redis_sentinel_kwargs,
             )
             _async_pool = _async_sentinel.SentinelConnectionPool(
                 settings.REDIS_SENTINEL_MASTER, manager, **options, **_primary_auth()

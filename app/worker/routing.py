@@ -71,9 +71,7 @@ def redbeat_sentinel(settings: Settings) -> dict[str, Any]:
             "password": where.password,
             "db": where.db,
             "socket_timeout": settings.REDIS_SOCKET_TIMEOUT,
-            "sentinel_kwargs": sentinel.sentinel_kwargs(
-                settings.REDIS_SENTINEL_PASSWORD.get_secret_value(), settings.REDIS_SOCKET_TIMEOUT
-            ),
+            "sentinel_kwargs": settings.redis_sentinel_kwargs,
         },
     }
 

@@ -21,7 +21,7 @@ from app.api.schemas import (
     RulesetChoice,
 )
 from app.api.submit import Message, submit_many
-from app.api.uploads import discard, receive_files
+from app.api.uploads import discard, receive_files, submitter
 from app.core import rulesets
 from app.core.config import settings
 from app.core.storage import sanitize_filename
@@ -122,7 +122,7 @@ def _store_and_enqueue(
     celery: CeleryDep,
     client: RedisDep,
 ) -> BatchCreated:
-    owner = (fields.get("owner") or request.headers.get("x-librarian-user") or "").strip()[:100] or None
+    owner = submitter(request, fields)
     items = []
     try:
         chosen = rulesets.resolve(session, name=ruleset or fields.get("ruleset"))  # before anything is stored

@@ -14,7 +14,7 @@ from app.api.deps import CeleryDep, OwnerDep, RedisDep, RulesetQuery, SessionDep
 from app.api.ratelimit import rate_limit, upload_limiter
 from app.api.schemas import ErrorBody, FieldErrorBody, PartList, PartPublic, PartSubmitted, RulesetChoice
 from app.api.submit import submit
-from app.api.uploads import discard, receive_files
+from app.api.uploads import discard, receive_files, submitter
 from app.core import rulesets
 from app.core.agents import OWNER_HEADER
 from app.core.cache import cache_delete, cache_get, cache_set, report_key
@@ -150,7 +150,7 @@ def _store_and_enqueue(
     try:
         chosen = rulesets.resolve(session, name=ruleset or fields.get("ruleset"))  # before anything is stored
         received = _single_3dm(files)
-        owner = (fields.get("owner") or request.headers.get("x-librarian-user") or "").strip()[:100] or None
+        owner = submitter(request, fields)
         received.upload.commit()
         part = crud.create_part(
             session,
