@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help install run test test-fast lint lock clean bench bench-validation bench-overhead bench-health bench-e2e bench-scrape bench-hooks bench-hostile bench-broker bench-publish-wait bench-scale test-postgresql
+.PHONY: help install run test test-fast lint lock clean bench bench-validation bench-overhead bench-health bench-e2e bench-scrape bench-hooks bench-hostile bench-broker bench-publish-wait bench-scale bench-engine test-postgresql
 
 help:
 	@echo "make run      set up .venv and run API, worker, beat, Flower and an embedded Valkey"
@@ -73,6 +73,9 @@ bench-overhead: $(STAMP)
 
 bench-scale: $(STAMP)
 	$(BIN)/python -m bench.scale $(BENCH_ARGS)
+
+bench-engine: $(STAMP)
+	$(BIN)/python -m bench.engine $(BENCH_ARGS)
 
 bench-e2e: $(STAMP)
 	$(BIN)/python -m bench.e2e $(BENCH_ARGS)

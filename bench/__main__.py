@@ -60,6 +60,7 @@ BENCHMARKS = [
     Bench("e2e", "bench.e2e", ("--duration", "10", "--latency-tasks", "150", "--http-tasks", "50"), ()),
     Bench("overhead", "bench.overhead", ("--tasks", "1500", "--rounds", "2"), ("--rounds", "4")),
     Bench("scale", "bench.scale", ("--parts", "45"), ("--parts", "90")),
+    Bench("engine", "bench.engine", ("--rounds", "1"), ("--rounds", "2")),
     Bench("broker", "bench.broker", ("--messages", "1000", "--rounds", "3"), ("--messages", "3000", "--rounds", "5")),
     Bench("publish-wait", "bench.publish_wait", ("--submits", "500", "--rounds", "3"), ()),
 ]

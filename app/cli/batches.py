@@ -27,7 +27,9 @@ def add_batches_parser(sub: Any) -> None:
     retry = actions.add_parser("retry", help="re-send a batch's dead-lettered items from the stage that failed")
     retry.add_argument("batch_id", help="the batch id (POST /api/v1/batches answered it)")
     retry.add_argument("--api", default=f"http://{settings.API_HOST}:{settings.API_PORT}", help="API base URL")
-    retry.add_argument("--token", help="API bearer token (default: $LIBRARIAN_TOKEN); write --token=VALUE when it begins with -")
+    retry.add_argument(
+        "--token", help="API bearer token (default: $LIBRARIAN_TOKEN); --token=VALUE if it begins with -"
+    )
     retry.add_argument("--format", choices=("plain", "json"), default="plain", help="json: the API's answer")
     retry.set_defaults(func=cmd_retry)
 

@@ -37,7 +37,9 @@ def add_submit_parser(sub: Any) -> None:
     parser.add_argument("--wait", action="store_true", help="wait for every validation and show the results")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds to wait with --wait")
     parser.add_argument("--owner", help="owner/user id recorded on the parts (with a token: its owner, the default)")
-    parser.add_argument("--token", help="API bearer token (default: $LIBRARIAN_TOKEN); write --token=VALUE when it begins with -")
+    parser.add_argument(
+        "--token", help="API bearer token (default: $LIBRARIAN_TOKEN); --token=VALUE if it begins with -"
+    )
     parser.add_argument("--ruleset", help="ruleset name (GET /api/v1/rulesets); default: the API's DEFAULT_RULESET")
     parser.add_argument(
         "--format",

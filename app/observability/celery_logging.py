@@ -1,5 +1,10 @@
 """Task lifecycle log lines, with task_id, task_name, queue, retries and the request id bound.
 
+One line per task outcome at INFO or above ("task succeeded", "task rejected", "task retried",
+"task failed", "task revoked"), carrying `queue_wait_s` (due to start) and `runtime_s`: a line
+costs ~60 us of CPU, and a no-op task ~1 ms (docs/performance.md). "task received" and "task
+started" are DEBUG (LOG_LEVEL=DEBUG shows them).
+
 The request id of the HTTP call that enqueued a task travels in the message headers
 (see celery_metrics.REQUEST_ID) and is bound here, so one grep follows a request into its task.
 Celery's own per-task INFO lines are turned down in favour of these structured ones.
@@ -15,7 +20,7 @@ import structlog
 from celery import signals
 from celery.exceptions import SoftTimeLimitExceeded
 
-from app.observability.celery_metrics import REQUEST_ID, _queue_of, request_header, started_at
+from app.observability.celery_metrics import REQUEST_ID, _queue_of, queue_wait, request_header, started_at
 
 log = structlog.get_logger("librarian.task")
 
@@ -38,7 +43,7 @@ def _bind(task: Any) -> None:
 
 
 def _received(request: Any = None, **_: Any) -> None:
-    log.info(
+    log.debug(
         "task received",
         task_id=request.id,
         task_name=request.name,
@@ -50,42 +55,46 @@ def _received(request: Any = None, **_: Any) -> None:
 
 def _prerun(task_id: str | None = None, task: Any = None, **_: Any) -> None:
     _bind(task)
-    log.info("task started")
+    log.debug("task started")
 
 
-def _runtime(task_id: str | None) -> float | None:
-    # One start time per task, kept by the metrics receivers (success/failure/retry signals are
-    # sent before task_postrun, where they drop it).
+def _timing(task_id: str | None) -> dict[str, float | None]:
+    # One start time and queue wait per task, kept by the metrics receivers (success/failure/retry
+    # signals are sent before task_postrun, where they drop them).
     started = started_at(task_id)
-    return round(time.perf_counter() - started, 6) if started is not None else None
+    waited = queue_wait(task_id)
+    return {
+        "queue_wait_s": round(waited, 6) if waited is not None else None,
+        "runtime_s": round(time.perf_counter() - started, 6) if started is not None else None,
+    }
 
 
 def _success(sender: Any = None, **_: Any) -> None:
-    log.info("task succeeded", runtime_s=_runtime(sender.request.id))
+    log.info("task succeeded", **_timing(sender.request.id))
 
 
 def _retry(request: Any = None, reason: Any = None, **_: Any) -> None:
-    log.warning("task retried", reason=str(reason), runtime_s=_runtime(getattr(request, "id", None)))
+    log.warning("task retried", reason=str(reason), **_timing(getattr(request, "id", None)))
 
 
 def _failure(
     sender: Any = None, task_id: str | None = None, exception: BaseException | None = None, einfo: Any = None, **_: Any
 ) -> None:
-    runtime = _runtime(task_id)
+    timing = _timing(task_id)
     expected = getattr(sender, "throws", ())
     if exception is not None and expected and isinstance(exception, expected):
         # An outcome the task declares (`throws`, e.g. a pipeline stage refusing bad input): one
         # line, no traceback. Celery's own line drops to INFO ("raised expected"), below the
         # WARNING celery.app.trace is set to, and Sentry's Celery integration skips it.
-        log.info("task rejected", error=type(exception).__name__, error_message=str(exception), runtime_s=runtime)
+        log.info("task rejected", error=type(exception).__name__, error_message=str(exception), **timing)
         return
     if isinstance(exception, SoftTimeLimitExceeded):
-        log.warning("task soft time limit exceeded", runtime_s=runtime)
+        log.warning("task soft time limit exceeded", **timing)
     log.error(
         "task failed",
         error=type(exception).__name__,
         error_message=str(exception),
-        runtime_s=runtime,
+        **timing,
         exc_info=(type(exception), exception, exception.__traceback__) if exception else None,
     )
 

@@ -23,11 +23,17 @@ PUBLISHED_AT = keys.PUBLISHED_AT_HEADER
 REQUEST_ID = keys.REQUEST_ID_HEADER
 
 _started: dict[str, float] = {}  # task id → perf_counter at prerun, in the pool child
+_waited: dict[str, float] = {}  # task id → seconds from due to start, in the pool child
 
 
 def started_at(task_id: str | None) -> float | None:
     """When the running task started (perf_counter), for the log lines sent before postrun pops it."""
     return _started.get(task_id) if task_id else None
+
+
+def queue_wait(task_id: str | None) -> float | None:
+    """How long the running task waited from its due time to its start, for its outcome line."""
+    return _waited.get(task_id) if task_id else None
 
 
 def request_header(request: Any, key: str) -> Any:
@@ -100,10 +106,13 @@ def _on_prerun(task_id: str | None = None, task: Any = None, **_: Any) -> None:
     _child(m.TASKS_STARTED, *labels).inc()
     m.TASKS_ACTIVE.inc()
     due = _due_time(request)
-    if due is not None:
-        _child(m.TASK_QUEUE_WAIT, *labels).observe(max(0.0, time.time() - due))
+    waited = max(0.0, time.time() - due) if due is not None else None
+    if waited is not None:
+        _child(m.TASK_QUEUE_WAIT, *labels).observe(waited)
     if task_id:
         _started[task_id] = time.perf_counter()
+        if waited is not None:
+            _waited[task_id] = waited
 
 
 _OUTCOME = {"SUCCESS": "success", "FAILURE": "failure", "RETRY": "retry", "REVOKED": "revoked"}
@@ -112,6 +121,8 @@ _OUTCOME = {"SUCCESS": "success", "FAILURE": "failure", "RETRY": "retry", "REVOK
 def _on_postrun(task_id: str | None = None, task: Any = None, state: str | None = None, **_: Any) -> None:
     m.TASKS_ACTIVE.dec()
     started = _started.pop(task_id, None) if task_id else None
+    if task_id:
+        _waited.pop(task_id, None)
     if started is not None:
         outcome = _OUTCOME.get(state or "", "failure")
         _child(m.TASK_RUNTIME, *_labels(task), outcome).observe(time.perf_counter() - started)

@@ -103,6 +103,8 @@ def configure_logging(service: str, level: str | None = None) -> None:
         ]
     structlog.configure(
         processors=[
+            # A line below the level is dropped before any processor runs (the DEBUG task lines).
+            structlog.stdlib.filter_by_level,
             *shared_processors(),
             structlog.processors.StackInfoRenderer(),
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,

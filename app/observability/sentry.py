@@ -42,6 +42,10 @@ def init_sentry(component: str) -> bool:
     from sentry_sdk.integrations.starlette import StarletteIntegration  # noqa: PLC0415
     from sentry_sdk.scrubber import DEFAULT_DENYLIST, EventScrubber  # noqa: PLC0415
 
+    # In the worker, app/observability/sentry_tasks.py does the integration's work per task, paid
+    # only where used; the API and beat keep it (they publish, and there it costs nothing per task).
+    in_worker = component == "worker"
+    celery_integrations = [] if in_worker else [CeleryIntegration(monitor_beat_tasks=True, propagate_traces=True)]
     sentry_sdk.init(
         dsn=settings.SENTRY_DSN,
         environment=settings.ENVIRONMENT,
@@ -53,7 +57,7 @@ def init_sentry(component: str) -> bool:
         integrations=[
             StarletteIntegration(),
             FastApiIntegration(),
-            CeleryIntegration(monitor_beat_tasks=True, propagate_traces=True),
+            *celery_integrations,
             # Breadcrumbs (INFO) and events (ERROR) as by default. No Sentry Logs handler: we do
             # not send Sentry Logs (enable_logs is off), yet it inspected every record to drop it.
             LoggingIntegration(sentry_logs_level=None),
@@ -63,11 +67,16 @@ def init_sentry(component: str) -> bool:
         # and every result write, ~1-2 ms of CPU per no-op task (docs/performance.md). Errors,
         # task failures and API-to-task traces do not depend on it; Redis breadcrumbs and
         # db.redis spans in sampled traces are what is given up.
-        disabled_integrations=[RedisIntegration()],
+        disabled_integrations=[RedisIntegration(), *([CeleryIntegration] if in_worker else [])],
     )
     # Task failures arrive through the Celery integration; our own "task failed" line would be a
     # second event for the same error.
     ignore_logger("librarian.task")
+    if in_worker:
+        # As the integration does: Celery's own lines about a failed task ("raised unexpected")
+        # would be a second event; sentry_tasks sends the one.
+        for name in ("celery.app.trace", "celery.worker.job", "celery.redirected"):
+            ignore_logger(name)
     if not sentry_sdk.get_client().options["debug"]:
         # The SDK sets its own logger to DEBUG and drops every record with a filter unless `debug`
         # is on; its hot paths log a few DEBUG lines per transaction (per task and per request,
@@ -82,8 +91,8 @@ MAX_CHECK_ERROR_EVENTS = 20  # per part: a model whose every object breaks a che
 
 
 def tag_part(part_id: str) -> None:
-    """Tag the events of the running task with its part. The Celery integration gives each task its
-    own isolation scope, so the tag ends with the task."""
+    """Tag the events of the running task with its part. Each task runs in its own isolation scope
+    (app/observability/sentry_tasks.py), so the tag ends with the task."""
     sentry_sdk.set_tag("part_id", part_id)
 
 

@@ -21,7 +21,7 @@ from app.core.config import mask_url, settings
 from app.core.db import get_engine
 from app.core.redis import get_redis
 from app.core.task_registry import note_finished
-from app.observability import celery_logging, celery_metrics, model_metrics
+from app.observability import celery_logging, celery_metrics, model_metrics, sentry_tasks
 from app.observability.celery_metrics import request_header
 from app.observability.logging import configure_logging
 from app.observability.metrics import initialise_task_series
@@ -188,5 +188,6 @@ def connect_all() -> None:
     Metrics and log lines first, so a task's lines are bound before the status events go out."""
     celery_metrics.connect()
     celery_logging.connect()
+    sentry_tasks.connect()
     for signal, receiver in _RECEIVERS:
         signal.connect(receiver, dispatch_uid=f"librarian.worker.{receiver.__name__.strip('_')}")

@@ -164,7 +164,9 @@ def test_librarian_submit_sends_the_token(stack, tmp_path):
     assert with_token.returncode == 0, with_token.stdout + with_token.stderr
     assert json.loads(with_token.stdout)[0]["status"] == "queued"
     # "--token=…": a url-safe token may begin with "-", which argparse would read as an option
-    flag = subprocess.run([*argv, f"--token={BOB_TOKEN}"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    flag = subprocess.run(
+        [*argv, f"--token={BOB_TOKEN}"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert flag.returncode == 0, flag.stdout + flag.stderr
     without = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert without.returncode == 1

@@ -1,7 +1,7 @@
 """Every private coupling to a dependency, guarded: an upgrade that breaks one fails here, by name.
 
 A line in app/ that relies on a private attribute, a method signature, a file layout or a message
-layout of kombu, Celery, prometheus_client or the standard library carries a marker comment
+layout of kombu, Celery, prometheus_client, sentry-sdk or the standard library carries a marker comment
 `# private: <id>` (`-- private: <id>` inside a Lua script). Each id has a check in one of the
 `*_checks.py` modules next to this file. This test
 - finds every marker and fails if one has no check (so a new coupling cannot slip in unguarded);
@@ -21,11 +21,17 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-from tests.contract import celery_checks, kombu_checks, prometheus_client_checks, stdlib_checks
+from tests.contract import celery_checks, kombu_checks, prometheus_client_checks, sentry_checks, stdlib_checks
 
 ROOT = Path(__file__).resolve().parents[2]
 MARKER = re.compile(r"(?:#|--) private: ([\w.]+)")
-CHECKS = {**kombu_checks.CHECKS, **celery_checks.CHECKS, **prometheus_client_checks.CHECKS, **stdlib_checks.CHECKS}
+CHECKS = {
+    **kombu_checks.CHECKS,
+    **celery_checks.CHECKS,
+    **prometheus_client_checks.CHECKS,
+    **sentry_checks.CHECKS,
+    **stdlib_checks.CHECKS,
+}
 PINNED = ("celery", "kombu", "prometheus-client", "sentry-sdk")
 
 

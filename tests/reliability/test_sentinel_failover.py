@@ -104,13 +104,17 @@ class Watch(threading.Thread):
             time.sleep(0.02)
 
 
+OUTCOMES = {"task succeeded", "task failed", "task retried", "task rejected"}
+
+
 def starts(stack: Stack) -> Counter[str]:
-    """How many times each task id started, over every worker's log."""
+    """How many times each task id ran, over every worker's log: each run ends in one outcome line
+    (no worker is killed here, so no run ends without one)."""
     counts: Counter[str] = Counter()
     for process in stack.processes:
         if hasattr(process, "node"):
             for line in process.json_lines():
-                if line.get("event") == "task started" and line.get("task_id"):
+                if line.get("event") in OUTCOMES and line.get("task_id"):
                     counts[line["task_id"]] += 1
     return counts
 
