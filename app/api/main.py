@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 import sentry_sdk
 import structlog
 from asgi_correlation_id import CorrelationIdMiddleware
+from celery.result import denied_join_result
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
@@ -69,7 +70,12 @@ async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         raise
     except SQLAlchemyError as exc:  # the files were checked; storing them waits for the next start
         logger.error("rulesets not synced: database unavailable", error=type(exc).__name__)
-    yield
+    # The API never waits on a result (GET /tasks/{id} reads the stored state): without this, every
+    # send_task SUBSCRIBEs to the task's result channel and its AsyncResult UNSUBSCRIBEs when
+    # collected, two round trips per submit on a shared pub/sub connection, ~1 ms of the API's CPU
+    # (docs/performance.md). Celery's own switch, as its workers set it.
+    with denied_join_result():
+        yield
     close_pool()
     await close_async_pool()
     process_exiting()

@@ -21,8 +21,9 @@ from celery import signals
 from celery.exceptions import SoftTimeLimitExceeded
 
 from app.observability.celery_metrics import REQUEST_ID, _queue_of, queue_wait, request_header, started_at
+from app.observability.logging import direct_logger
 
-log = structlog.get_logger("librarian.task")
+log = direct_logger("librarian.task")  # the per-task lines: no stdlib round trip (logging.py)
 
 
 def quiet_celery_task_lines() -> None:
