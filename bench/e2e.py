@@ -24,17 +24,36 @@ interleaved.
    each request's due time to the last byte of its answer. Workers keep running (as deployed);
    the queues are emptied after each run.
 Targets: submit p99 <= 25 ms at 200 req/s; submit→SUCCESS p50 <= 30 ms.
+
+Saturation mode (--saturate [--api-workers-list 1,2] [--concurrency 32] [--duration 20]
+[--result-tasks 2000]): Librarian only (no bare stack), one worker, and for each N in the list a
+fresh `librarian api --workers N`:
+  a. submit saturation: a closed loop of --concurrency clients (one keep-alive connection each,
+     next request as soon as the answer is in) on POST /api/v1/tasks/test?message=x&steps=1 for
+     --duration s after a 2 s warm-up; 2xx answers/s, errors, API CPU per request, machine CPU;
+  b. submit latency at --sat-fraction (0.8) of that rate: the open loop of section 2;
+  c. submit→SUCCESS throughput: --result-tasks no-op tasks submitted as fast as --submit-threads
+     threads go, with the API's own `app.api.submit.submit` in this process (as in section 1:
+     the API has no no-op endpoint, and its demo job sleeps 0.2 s per step, which would cap the
+     HTTP path at WORKER_CONCURRENCY / 0.2 s = 10 tasks/s), until every result is SUCCESS in the
+     backend: tasks/s. The API is not in this path (same worker for every N): the whole path
+     through HTTP gives at most min(a, c).
+Goal: submit p99 <= 25 ms at 80 % of the saturation rate.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
+
+import redis
 
 from bench.support.figures import Figure, add_json_option, write_json
-from bench.support.harness import CpuWindow, Stack, machine, summary, table
-from bench.support.load import run_open_loop
+from bench.support.harness import CpuWindow, Stack, machine, summary, table, wait_ids_done
+from bench.support.load import LoadResult, run_closed_loop, run_open_loop
 from tests.utils.sentry_sink import SentrySink
 
 NOOP = "librarian.maintenance.health_check"
@@ -56,8 +75,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--traces-sample-rate", default="0.0", help="Librarian's SENTRY_TRACES_SAMPLE_RATE")
     parser.add_argument("--api-workers", type=int, default=1, help="`librarian api --workers N` (default 1)")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
+    parser.add_argument("--saturate", action="store_true", help="saturation mode (see above) instead of 1-2")
+    parser.add_argument("--api-workers-list", default="1,2", help="--saturate: values of N (default 1,2)")
+    parser.add_argument("--concurrency", type=int, default=32, help="--saturate: closed-loop clients (default 32)")
+    parser.add_argument("--sat-fraction", type=float, default=0.8, help="--saturate: open-loop rate / saturation")
+    parser.add_argument("--result-tasks", type=int, default=2000, help="--saturate: no-op tasks in the burst")
+    parser.add_argument("--submit-threads", type=int, default=4, help="--saturate: threads submitting the burst")
     add_json_option(parser)
     args = parser.parse_args(argv)
+    if args.saturate:
+        return saturate(args)
 
     sink = SentrySink(parse=False)
     stack = Stack("e2e", keep=args.keep)
@@ -157,11 +184,12 @@ def main(argv: list[str] | None = None) -> int:
                 used = window.stop()
                 load[kind].append(result)
                 cpu[kind].append(used)
-                import redis
-
-                purge = redis.Redis.from_url(url)
-                purge.delete("default")  # the demo jobs still queued: don't let them run into the next phase
-                purge.close()
+                # The demo jobs still queued: don't let them run into the next phase.
+                if kind == "librarian":
+                    purge_queue()
+                else:
+                    with redis.Redis.from_url(url) as bare_client:
+                        bare_client.delete("default")  # the stock transport keeps nothing else
                 print(
                     f"  [{kind} r{r}] {len(result.latencies)} answers {result.statuses} errors={result.errors} "
                     f"unsent={result.unsent} (all {result.connections} connections busy) "
@@ -249,6 +277,212 @@ def main(argv: list[str] | None = None) -> int:
         ],
         args,
     )
+    return 0
+
+
+SUBMIT_PATH = "/api/v1/tasks/test?message=x&steps=1"
+
+
+def purge_queue(queue: str = "default") -> None:
+    """Drop Librarian's demo jobs still queued, so they don't run into the next phase: through its
+    transport, which forgets their publish-journal entries too (a bare DEL of the list leaves them,
+    and the worker's recovery republishes them a few seconds later)."""
+    from app.worker.celery_app import celery_app  # after Stack.export: settings read the stack's env
+
+    with celery_app.connection_for_write() as connection:
+        connection.default_channel.queue_purge(queue)
+
+
+def _ok(result: LoadResult) -> int:
+    return sum(n for status, n in result.statuses.items() if 200 <= status < 300)
+
+
+def saturate(args: argparse.Namespace) -> int:
+    """Per N: closed-loop saturation of submit, open-loop p50/p99 at a fraction of it, no-op
+    submit→SUCCESS throughput (see the module docstring)."""
+    workers_list = [int(n) for n in args.api_workers_list.split(",") if n.strip()]
+    sink = SentrySink(parse=False)
+    stack = Stack("e2e-sat", keep=args.keep)
+    rows: dict[int, dict] = {}
+    try:
+        sentry = {"SENTRY_DSN": sink.dsn, "SENTRY_TRACES_SAMPLE_RATE": args.traces_sample_rate}
+        stack.export(**sentry)
+        stack.start_valkey()
+        lib_env = stack.env(**sentry)
+        print(f"machine: {machine()}")
+        print("starting Librarian worker (db 0) ...", flush=True)
+        worker = stack.start_librarian_worker("lib-worker", lib_env)
+
+        from app.api.submit import submit
+        from app.core.redis import get_redis
+        from app.worker.celery_app import celery_app
+
+        redis_lib = get_redis()
+        check = stack.redis()
+        valkey_pid = stack.server._process.pid
+
+        for _ in range(20):  # warm-up of this process's publisher and the worker's pool
+            ids = [submit(celery_app, redis_lib, NOOP)]
+            wait_ids_done(check, ids, timeout=10, poll=0.01)
+
+        for n in workers_list:
+            print(f"N={n}: starting `librarian api --workers {n}` ...", flush=True)
+            api, base = stack.start_api(f"lib-api-{n}", lib_env, workers=n)
+            port = int(base.rsplit(":", 1)[1])
+            roots = {"api": api.pid, "worker": worker.pid, "valkey": valkey_pid}
+            row: dict = {}
+
+            # a. closed-loop saturation
+            run_closed_loop("127.0.0.1", port, SUBMIT_PATH, concurrency=args.concurrency, duration=2.0, record=False)
+            purge_queue()
+            window = CpuWindow(roots)
+            sat = run_closed_loop("127.0.0.1", port, SUBMIT_PATH, concurrency=args.concurrency, duration=args.duration)
+            used = window.stop()
+            purge_queue()
+            ok = _ok(sat)
+            row["sat"], row["sat_used"] = sat, used
+            row["sat_rate"] = ok / sat.elapsed
+            row["sat_errors"] = sat.errors + len(sat.latencies) - ok
+            print(
+                f"  [N={n} closed loop C={args.concurrency}] {len(sat.latencies)} answers {sat.statuses} "
+                f"errors={sat.errors} -> {row['sat_rate']:.1f} 2xx/s; API CPU "
+                f"{used['api'] * 1000 / max(1, ok):.2f} ms/request; machine "
+                f"{used['machine'] / used['capacity']:.0%} busy, this process {used['bench'] / sat.elapsed:.2f} cores, "
+                f"foreign {used['foreign'] / sat.elapsed:.2f} cores",
+                flush=True,
+            )
+            time.sleep(1.0)
+
+            # b. open loop at a fraction of the saturation rate
+            rate = args.sat_fraction * row["sat_rate"]
+            run_open_loop("127.0.0.1", port, SUBMIT_PATH, rate=rate, duration=2.0, record=False)  # warm-up
+            window = CpuWindow(roots)
+            op = run_open_loop("127.0.0.1", port, SUBMIT_PATH, rate=rate, duration=args.duration)
+            used = window.stop()
+            purge_queue()
+            row["open"], row["open_used"], row["rate"] = op, used, rate
+            print(
+                f"  [N={n} open loop {rate:.0f}/s] {len(op.latencies)} answers {op.statuses} errors={op.errors} "
+                f"unsent={op.unsent} ({op.connections} connections) achieved {op.achieved_rate:.1f}/s; API CPU "
+                f"{used['api'] * 1000 / max(1, len(op.latencies)):.2f} ms/request; machine "
+                f"{used['machine'] / used['capacity']:.0%} busy, foreign {used['foreign'] / op.elapsed:.2f} cores",
+                flush=True,
+            )
+            time.sleep(1.5)  # demo jobs the worker had already reserved finish (0.2 s each)
+
+            # c. no-op submit→SUCCESS burst
+            stack.stop(api)
+            window = CpuWindow({"worker": worker.pid, "valkey": valkey_pid})
+            started = time.perf_counter()
+            with ThreadPoolExecutor(args.submit_threads) as pool:
+                ids = list(pool.map(lambda _: submit(celery_app, redis_lib, NOOP), range(args.result_tasks)))
+            submitted = time.perf_counter()
+            # tasks finish about in order: watch the last one cheaply (one GET per 5 ms, no load to
+            # speak of), then check them all (a few pipelined GETs when they are done)
+            deadline = time.monotonic() + 60 + args.result_tasks / 20
+            last = f"celery-task-meta-{ids[-1]}"
+            while b'"status": "SUCCESS"' not in (check.get(last) or b"") and time.monotonic() < deadline:
+                time.sleep(0.005)
+            if not wait_ids_done(check, ids, timeout=max(1.0, deadline - time.monotonic()), poll=0.05):
+                raise RuntimeError(f"N={n}: the no-op burst did not finish")
+            finished = time.perf_counter()
+            used = window.stop()
+            row["submit_rate"] = args.result_tasks / (submitted - started)
+            row["result_rate"] = args.result_tasks / (finished - started)
+            row["result_used"] = used
+            print(
+                f"  [N={n} no-op burst] {args.result_tasks} tasks submitted in {submitted - started:.2f} s "
+                f"({row['submit_rate']:.0f}/s), all SUCCESS after {finished - started:.2f} s "
+                f"-> {row['result_rate']:.1f} tasks/s; worker CPU "
+                f"{used['worker'] * 1000 / args.result_tasks:.2f} ms/task; machine "
+                f"{used['machine'] / used['capacity']:.0%} busy, "
+                f"foreign {used['foreign'] / (finished - started):.2f} cores",
+                flush=True,
+            )
+            rows[n] = row
+            time.sleep(1.0)
+        check.close()
+    finally:
+        stack.close()
+        sink.close()
+
+    pct = f"{args.sat_fraction:.0%}"
+    print(
+        f"\nSaturation, POST {SUBMIT_PATH}: closed loop of {args.concurrency} clients for {args.duration:.0f} s, "
+        f"then open loop at {pct} of it for {args.duration:.0f} s (due time → last byte); "
+        f"no-op submit→SUCCESS burst of {args.result_tasks} tasks; ms unless stated"
+    )
+    out = []
+    for n, row in rows.items():
+        sat, op = row["sat"], row["open"]
+        c = ms(sat.latencies)
+        o = ms(op.latencies)
+        out.append(
+            [
+                n,
+                f"{row['sat_rate']:.0f}",
+                row["sat_errors"],
+                f"{c['p50']:.1f}/{c['p99']:.1f}",
+                f"{row['sat_used']['api'] * 1000 / max(1, _ok(sat)):.2f}",
+                f"{row['sat_used']['machine'] / row['sat_used']['capacity']:.0%}",
+                f"{row['rate']:.0f}",
+                f"{op.achieved_rate:.0f}",
+                op.errors + op.unsent + len(op.latencies) - _ok(op),
+                f"{o['p50']:.2f}",
+                f"{o['p99']:.2f}",
+                f"{o['max']:.1f}",
+                "PASS" if o["p99"] <= SUBMIT_P99_TARGET_MS else "MISS",
+                f"{row['result_rate']:.0f}",
+                "/".join(  # CPU seconds of other processes / CPU seconds the machine had, x cores
+                    f"{row[k]['foreign'] / row[k]['capacity'] * (os.cpu_count() or 1):.1f}"
+                    for k in ("sat_used", "open_used", "result_used")
+                ),
+            ]
+        )
+    print(
+        table(
+            [
+                "N",
+                "sat req/s",
+                "errors",
+                "closed p50/p99",
+                "API CPU ms/req",
+                "machine",
+                f"{pct} rate",
+                "achieved",
+                "errors",
+                "p50",
+                "p99",
+                "max",
+                f"p99<={SUBMIT_P99_TARGET_MS:.0f}",
+                "no-op →SUCCESS/s",
+                "foreign cores a/b/c",
+            ],
+            out,
+        )
+    )
+    parts = []
+    figures = []
+    for n, row in rows.items():
+        p99 = ms(row["open"].latencies)["p99"]
+        parts.append(
+            f"N={n}: submit saturates at {row['sat_rate']:.0f} req/s (C={args.concurrency}), p99 {p99:.1f} ms at "
+            f"{row['rate']:.0f} req/s ({pct}) target <= {SUBMIT_P99_TARGET_MS:.0f}: "
+            f"{'PASS' if p99 <= SUBMIT_P99_TARGET_MS else 'MISS'}; "
+            f"no-op submit→SUCCESS {row['result_rate']:.0f} tasks/s"
+        )
+        figures += [
+            Figure(f"submit saturation, api --workers {n}", row["sat_rate"], "req/s"),
+            Figure(
+                f"submit p99 at {pct} of saturation, api --workers {n}",
+                p99,
+                "ms",
+                target=("<=", SUBMIT_P99_TARGET_MS),
+            ),
+            Figure(f"no-op submit→SUCCESS throughput (N={n} run)", row["result_rate"], "tasks/s"),
+        ]
+    print("\nSUMMARY e2e-saturation: " + " | ".join(parts))
+    write_json(args.json, "e2e-saturation", figures, args)
     return 0
 
 

@@ -14,8 +14,8 @@ Rounds alternate A,B / B,A; the ratio B/A is taken from the medians (target >= 0
 
 Per-part breakdown of B, every source read after each round:
   upload        the client's time per POST (body sent, stored, row written, task published);
-  queue wait    librarian_task_queue_wait_seconds of validate_file (publish -> start), from the
-                worker's /metrics before and after the round: a mean only (a histogram);
+  queue wait    `queue_wait_s` of validate_file's outcome line (publish -> start), per part; the
+                mean of librarian_task_queue_wait_seconds over the round alongside, as a check;
   runtime       `task succeeded` runtime_s in the worker's JSON log (task start -> success),
   split by the part's timestamps and the log: the task's start (its `task succeeded` line's time
   less runtime_s) and `part finished` times, the part's final updated_at (set just before the
@@ -184,6 +184,7 @@ class PartTimes:
     upload_s: float
     status: str = ""
     runtime_s: float | None = None
+    queue_wait_s: float | None = None  # the outcome line's queue_wait_s (due -> start)
     db_before_s: float | None = None  # task start -> engine start, plus the part's re-read after it
     guard_s: float | None = None  # part finished duration_s - engine: materialise, guard, fork, pipe
     engine_s: float | None = None  # report summary.duration_seconds (inside the sandbox child)
@@ -255,6 +256,7 @@ def log_events(worker: ManagedProcess) -> tuple[dict[str, dict[str, Any]], dict[
             # The outcome line is written as the run ends, runtime_s measured then: start = end - runtime.
             entry = tasks.setdefault(line["task_id"], {})
             entry["runtime_s"] = line.get("runtime_s")
+            entry["queue_wait_s"] = line.get("queue_wait_s")
             if line.get("runtime_s") is not None:
                 entry["started"] = ts(line["timestamp"]) - line["runtime_s"]
         elif event == "part finished" and "part_id" in line:
@@ -300,6 +302,7 @@ def run_stack(
         line = finished_lines.get(part_id)
         summary = part.get("summary") or {}
         times.runtime_s = task.get("runtime_s")
+        times.queue_wait_s = task.get("queue_wait_s")
         if line is not None and line.get("duration_s") is not None:
             sandboxed = line["duration_s"]
             if line.get("object_count") is not None and summary.get("duration_seconds") is not None:
@@ -446,15 +449,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nper part, B (all rounds: {len(parts)} parts); share = of the mean task runtime")
     breakdown = [
         component("upload (client, per POST)", [p.upload_s for p in parts], "client timer", None),
-        [
+        component(
             "queue wait (publish -> start)",
-            str(wait_n),
-            ms(wait_mean),
-            "-",
-            "-",
-            "-",
-            "librarian_task_queue_wait_seconds: mean only",
-        ],
+            [p.queue_wait_s for p in parts],
+            f"log queue_wait_s (histogram mean {ms(wait_mean)} ms over {wait_n})",
+            None,
+        ),
         component(
             "task runtime (start -> success)",
             [p.runtime_s for p in parts],
@@ -498,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"not split: the report is stored in the same commit as the final status (no separate report store), "
         f"so its write and the model metrics that follow are one interval; DB reads and the PROCESSING write are "
-        f"one interval; queue wait per part is not recorded, only its mean. {no_engine} part(s) without an engine "
+        f"one interval; {no_engine} part(s) without an engine "
         f"time (no report metadata: the engine did not finish a model). In a batch, queue wait is mostly "
         f"waiting for a free pool process, not broker latency. A includes the CLI's interpreter start."
     )

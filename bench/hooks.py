@@ -8,8 +8,10 @@ signal dispatch, exactly the signals a successful task raises in a prefork worke
   main process: task_received
   pool child:   task_prerun, task_success, task_postrun
 with every receiver Librarian connects (metrics in multiprocess mode into a temp dir, the
-structlog JSON task lines written unbuffered to a temp file, the heartbeat's last-task stamp),
-and reports microseconds per task: total, and split into the main-process and child parts.
+structlog JSON task lines written unbuffered to a temp file, Sentry initialised as in a worker
+against a local sink (traces sample rate 0.0), the heartbeat's last-task stamp), and reports
+microseconds per task: total, split into the main-process and child parts, and per component
+(only that component's receivers connected: metrics, logs, Sentry, the worker's own).
 Baseline: the same signal sends with no receiver connected (what a bare Celery app pays).
 """
 
@@ -26,6 +28,15 @@ from pathlib import Path
 
 from bench.support.figures import Figure, add_json_option, write_json
 from bench.support.harness import machine
+from tests.utils.sentry_sink import SentrySink
+
+# Receivers by dispatch uid (app/observability/*, app/worker/signals.py).
+COMPONENTS = {
+    "metrics": "librarian.metrics.",
+    "logs": "librarian.logging.",
+    "Sentry": "librarian.sentry.",
+    "worker (heartbeat, status events, issued ids)": "librarian.worker.",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,12 +47,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     tmp = Path(tempfile.mkdtemp(prefix="librarian-bench-hooks-"))
+    sink = SentrySink(parse=False)
     os.environ.update(
         PROMETHEUS_MULTIPROC_DIR=str(tmp / "metrics"),
         LIBRARIAN_PROCESS="worker",
         LOG_FORMAT="json",
         LOG_LEVEL="INFO",
-        SENTRY_DSN="",
+        SENTRY_DSN=sink.dsn,
+        SENTRY_TRACES_SAMPLE_RATE="0.0",
         REDIS_URL="redis://127.0.0.1:1/0",
         VAR_DIR=str(tmp / "var"),
         ENVIRONMENT="development",
@@ -58,10 +71,12 @@ def main(argv: list[str] | None = None) -> int:
 
         import app.worker.signals as worker_signals
         from app.observability.celery_logging import quiet_celery_task_lines
+        from app.observability.sentry import init_sentry
         from app.worker.celery_app import celery_app  # configures logging (LIBRARIAN_PROCESS=worker)
         from app.worker.tasks.diagnostics import health_check
 
         quiet_celery_task_lines()
+        init_sentry("worker")  # as worker_init does
 
         class _Heartbeat:  # what worker_ready installs; only last_task_at is touched per task
             last_task_at = None
@@ -149,17 +164,28 @@ def main(argv: list[str] | None = None) -> int:
                 sig.receivers = receivers
                 sig.sender_receivers_cache.clear()
 
+        def only(prefix: str, saved):  # type: ignore[no-untyped-def]
+            """Connect only the receivers whose dispatch uid starts with `prefix`."""
+            for sig, receivers in saved.items():
+                sig.receivers = [r for r in receivers if str(r[0][0]).startswith(prefix)]
+                sig.sender_receivers_cache.clear()
+
         run_once(2000)  # warm-up: metric files created, caches filled
         bare, lib = [], []
+        parts: dict[str, list[tuple[float, float]]] = {name: [] for name in COMPONENTS}
         for _ in range(args.repeat):
             saved = disconnected()
             bare.append(run_once(args.tasks))
+            for name, prefix in COMPONENTS.items():
+                only(prefix, saved)
+                parts[name].append(run_once(args.tasks))
             reconnect(saved)
             lib.append(run_once(args.tasks))
         lines = log_path.read_text().count('"event": "task succeeded"')
     finally:
         sys.stdout.close()
         sys.stdout = sys.__stdout__
+        sink.close()
         import shutil
 
         shutil.rmtree(tmp, ignore_errors=True)
@@ -175,6 +201,10 @@ def main(argv: list[str] | None = None) -> int:
     for label, main_us, child_us in sides:
         total = main_us + child_us
         print(f"  {label:22s} main {main_us:7.1f} us  child {child_us:7.1f} us  total {total:7.1f} us/task")
+    print("  per component, only its receivers connected (added to bare):")
+    for name in COMPONENTS:
+        main_us, child_us = med(parts[name], 0) - b_main, med(parts[name], 1) - b_child
+        print(f"    {name:46s} main {main_us:7.1f} us  child {child_us:7.1f} us")
     added = (l_main + l_child) - (b_main + b_child)
     print(
         f"SUMMARY hooks: Librarian's signal receivers add {added:.1f} us per successful task "

@@ -43,7 +43,12 @@ def _bind(task: Any) -> None:
     )
 
 
+_level_of = logging.getLogger("librarian.task")  # the level the task lines follow (LOG_LEVEL)
+
+
 def _received(request: Any = None, **_: Any) -> None:
+    if not _level_of.isEnabledFor(logging.DEBUG):  # skip building the fields (stdlib caches this)
+        return
     log.debug(
         "task received",
         task_id=request.id,
@@ -56,7 +61,8 @@ def _received(request: Any = None, **_: Any) -> None:
 
 def _prerun(task_id: str | None = None, task: Any = None, **_: Any) -> None:
     _bind(task)
-    log.debug("task started")
+    if _level_of.isEnabledFor(logging.DEBUG):
+        log.debug("task started")
 
 
 def _timing(task_id: str | None) -> dict[str, float | None]:

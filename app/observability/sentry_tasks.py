@@ -159,6 +159,9 @@ def _check_in_failed(sender: Any = None, **_: Any) -> None:
 
 
 def _retried(request: Any = None, **_: Any) -> None:
+    entry = _running.get(getattr(request, "id", None) or "")
+    if entry is not None and entry[1] is not None:
+        entry[1].set_status("aborted")  # as the integration marks a retry
     _check_in(request, MonitorStatus.ERROR)
 
 

@@ -7,6 +7,11 @@ queueing: "coordinated omission"). Here request i is due at start + i/rate whate
 before; a busy connection never delays it (a new connection is opened instead), and latency is
 measured from the DUE time to the last byte of the answer, so any queueing, in the server or in
 this generator, counts against the server. The send-to-answer time is kept too.
+
+`closed_loop` is the other kind, for finding a saturation rate: `concurrency` clients, each on its
+own keep-alive connection, send the next request as soon as the previous answer is in; the number
+of answers per second is the most the server gives at that concurrency (its latencies are
+send-to-answer, queueing in the generator is not counted: use open_loop below that rate for them).
 """
 
 from __future__ import annotations
@@ -122,10 +127,68 @@ async def open_loop(
     return result
 
 
-def run_open_loop(*args, **kwargs) -> LoadResult:  # type: ignore[no-untyped-def]
+async def closed_loop(
+    host: str,
+    port: int,
+    path: str,
+    *,
+    concurrency: int,
+    duration: float,
+    method: str = "POST",
+    timeout: float = 10.0,
+    record: bool = True,
+) -> LoadResult:
+    """`concurrency` clients, one connection each, back to back for `duration` seconds. The result's
+    `latencies` and `service` are both send-to-answer; `offered_rate` is 0 (nothing was offered)."""
+    request = (
+        f"{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Length: 0\r\nUser-Agent: librarian-bench\r\n\r\n"
+    ).encode()
+    result = LoadResult(offered_rate=0.0, duration=duration)
+    clock = time.perf_counter
+
+    async def client(stop: float) -> None:
+        reader = writer = None
+        while clock() < stop:
+            try:
+                if writer is None:
+                    reader, writer = await asyncio.open_connection(host, port)
+                    result.connections += 1
+                sent = clock()
+                writer.write(request)
+                status = await asyncio.wait_for(_read_response(reader), timeout)  # type: ignore[arg-type]
+                done = clock()
+            except Exception:  # noqa: BLE001 (a failed request counts as an error; the client reconnects)
+                result.errors += 1
+                if writer is not None:
+                    writer.close()
+                reader = writer = None
+                await asyncio.sleep(0.01)
+                continue
+            if record:
+                result.latencies.append(done - sent)
+                result.service.append(done - sent)
+                result.statuses[status] = result.statuses.get(status, 0) + 1
+        if writer is not None:
+            writer.close()
+
+    began = clock()
+    await asyncio.gather(*(client(began + duration) for _ in range(concurrency)))
+    result.elapsed = clock() - began
+    return result
+
+
+def _run(coroutine):  # type: ignore[no-untyped-def]
     try:
         import uvloop
 
-        return uvloop.run(open_loop(*args, **kwargs))
+        return uvloop.run(coroutine)
     except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
-        return asyncio.run(open_loop(*args, **kwargs))
+        return asyncio.run(coroutine)
+
+
+def run_closed_loop(*args, **kwargs) -> LoadResult:  # type: ignore[no-untyped-def]
+    return _run(closed_loop(*args, **kwargs))
+
+
+def run_open_loop(*args, **kwargs) -> LoadResult:  # type: ignore[no-untyped-def]
+    return _run(open_loop(*args, **kwargs))
