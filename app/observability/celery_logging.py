@@ -1,9 +1,9 @@
 """Task lifecycle log lines, with task_id, task_name, queue, retries and the request id bound.
 
 One line per task outcome at INFO or above ("task succeeded", "task rejected", "task retried",
-"task failed", "task revoked"), carrying `queue_wait_s` (due to start) and `runtime_s`: a line
-costs ~60 us of CPU, and a no-op task ~1 ms (docs/performance.md). "task received" and "task
-started" are DEBUG (LOG_LEVEL=DEBUG shows them).
+"task failed", "task revoked"), carrying `queue_wait_s` (due to start) and `runtime_s`, written by
+structlog directly (logging.direct_logger: ~27 us a line, a no-op task costs ~1 ms; see
+docs/performance.md). "task received" and "task started" are DEBUG (LOG_LEVEL=DEBUG shows them).
 
 The request id of the HTTP call that enqueued a task travels in the message headers
 (see celery_metrics.REQUEST_ID) and is bound here, so one grep follows a request into its task.

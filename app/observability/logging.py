@@ -104,6 +104,10 @@ def direct_logger(name: str) -> Any:
     return structlog.wrap_logger(_LineWriter(name), processors=_direct_processors, wrapper_class=structlog.BoundLogger)
 
 
+# Until configure_logging runs (an import-time line, a test that never configures): JSON lines.
+_direct_processors[:] = [structlog.stdlib.filter_by_level, *shared_processors(), structlog.processors.JSONRenderer()]
+
+
 class _InspectMissIsInfo(logging.Filter):
     """Flower's "Inspect method X failed" (no worker answered in time) becomes INFO.
 
