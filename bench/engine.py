@@ -50,7 +50,18 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.support.figures import Figure, add_json_option, write_json
-from bench.support.harness import ROOT, ManagedProcess, Stack, cli, machine, percentile, table
+from bench.support.harness import (
+    ROOT,
+    ManagedProcess,
+    Stack,
+    cli,
+    machine,
+    percentile,
+    proc_stat,
+    self_cpu,
+    table,
+    tree_cpu,
+)
 from bench.support.harness import machine_busy as machine_busy_s
 
 CORPUS = ROOT / "tests" / "fixtures" / "real"
@@ -58,7 +69,6 @@ FINAL = ("validated", "rejected", "failed")
 TASK = "librarian.validation.validate_file"
 TARGET = 0.8
 TIMEOUT_S = 900
-_TICK = os.sysconf("SC_CLK_TCK")
 
 
 def corpus(limit: int | None) -> list[Path]:
@@ -73,38 +83,8 @@ def corpus(limit: int | None) -> list[Path]:
 
 
 # -- CPU -----------------------------------------------------------------------------------------
-def _stat(pid: int) -> tuple[int, float] | None:
-    """(ppid, CPU seconds of the process and of its children it has reaped)."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = raw[raw.rindex(")") + 2 :].split()
-    return int(fields[1]), sum(int(v) for v in fields[11:15]) / _TICK  # utime stime cutime cstime
-
-
-def tree_cpu(roots: list[int]) -> float:
-    """CPU seconds of the trees under `roots`: live processes plus the children they reaped (the
-    sandbox children of the pool processes exit after each model; harness.tree_cpu misses them)."""
-    info = {int(e): s for e in os.listdir("/proc") if e.isdigit() and (s := _stat(int(e))) is not None}
-    total, todo, seen = 0.0, list(roots), set()
-    while todo:
-        pid = todo.pop()
-        if pid in seen or pid not in info:
-            continue
-        seen.add(pid)
-        total += info[pid][1]
-        todo.extend(child for child, (parent, _) in info.items() if parent == pid)
-    return total
-
-
 def children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def self_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
 
 
@@ -138,7 +118,10 @@ def reap_orphans(keep: set[int], timeout: float = 10.0) -> None:
         orphans = [
             pid
             for e in os.listdir("/proc")
-            if e.isdigit() and (pid := int(e)) not in keep and (st := _stat(pid)) is not None and st[0] == os.getpid()
+            if e.isdigit()
+            and (pid := int(e)) not in keep
+            and (st := proc_stat(pid)) is not None
+            and st[0] == os.getpid()
         ]
         if not orphans:
             return
@@ -274,14 +257,14 @@ def run_stack(
     valkey = valkey_pid(stack)
     roots = {"api": [api.pid], "worker": [worker.pid], **({"valkey": [valkey]} if valkey else {})}
     before_metrics, before_final = scrape(worker), finished(client)
-    cpu0 = {name: tree_cpu(pids) for name, pids in roots.items()}
+    cpu0 = {name: tree_cpu(*pids, reaped=True) for name, pids in roots.items()}
     self0, busy0 = self_cpu(), machine_busy_s()[0]
     began = time.monotonic()
     with ThreadPoolExecutor(threads) as pool:
         uploads = list(pool.map(lambda p: upload(client, p), files))
     wait_final(client, before_final + len(files), began)
     seconds = time.monotonic() - began
-    cpu_by = {name: tree_cpu(pids) - cpu0[name] for name, pids in roots.items()}
+    cpu_by = {name: tree_cpu(*pids, reaped=True) - cpu0[name] for name, pids in roots.items()}
     foreign = max(0.0, machine_busy_s()[0] - busy0 - sum(cpu_by.values()) - (self_cpu() - self0))
     after_metrics = scrape(worker)
 

@@ -20,7 +20,7 @@ import structlog
 from celery import signals
 from celery.exceptions import SoftTimeLimitExceeded
 
-from app.observability.celery_metrics import REQUEST_ID, _queue_of, queue_wait, request_header, started_at
+from app.observability.celery_metrics import REQUEST_ID, _queue_of, request_header, started
 from app.observability.logging import direct_logger
 
 log = direct_logger("librarian.task")  # the per-task lines: no stdlib round trip (logging.py)
@@ -68,11 +68,13 @@ def _prerun(task_id: str | None = None, task: Any = None, **_: Any) -> None:
 def _timing(task_id: str | None) -> dict[str, float | None]:
     # One start time and queue wait per task, kept by the metrics receivers (success/failure/retry
     # signals are sent before task_postrun, where they drop them).
-    started = started_at(task_id)
-    waited = queue_wait(task_id)
+    entry = started(task_id)
+    if entry is None:
+        return {"queue_wait_s": None, "runtime_s": None}
+    began, waited = entry
     return {
         "queue_wait_s": round(waited, 6) if waited is not None else None,
-        "runtime_s": round(time.perf_counter() - started, 6) if started is not None else None,
+        "runtime_s": round(time.perf_counter() - began, 6),
     }
 
 

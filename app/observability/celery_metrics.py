@@ -22,18 +22,14 @@ from app.observability import metrics as m
 PUBLISHED_AT = keys.PUBLISHED_AT_HEADER
 REQUEST_ID = keys.REQUEST_ID_HEADER
 
-_started: dict[str, float] = {}  # task id → perf_counter at prerun, in the pool child
-_waited: dict[str, float] = {}  # task id → seconds from due to start, in the pool child
+# task id → (perf_counter at prerun, seconds from due to start or None), in the pool child
+_started: dict[str, tuple[float, float | None]] = {}
 
 
-def started_at(task_id: str | None) -> float | None:
-    """When the running task started (perf_counter), for the log lines sent before postrun pops it."""
+def started(task_id: str | None) -> tuple[float, float | None] | None:
+    """When the running task started (perf_counter) and how long it had waited from its due time,
+    for the outcome line, which is sent before postrun pops them."""
     return _started.get(task_id) if task_id else None
-
-
-def queue_wait(task_id: str | None) -> float | None:
-    """How long the running task waited from its due time to its start, for its outcome line."""
-    return _waited.get(task_id) if task_id else None
 
 
 def request_header(request: Any, key: str) -> Any:
@@ -110,9 +106,7 @@ def _on_prerun(task_id: str | None = None, task: Any = None, **_: Any) -> None:
     if waited is not None:
         _child(m.TASK_QUEUE_WAIT, *labels).observe(waited)
     if task_id:
-        _started[task_id] = time.perf_counter()
-        if waited is not None:
-            _waited[task_id] = waited
+        _started[task_id] = (time.perf_counter(), waited)
 
 
 _OUTCOME = {"SUCCESS": "success", "FAILURE": "failure", "RETRY": "retry", "REVOKED": "revoked"}
@@ -120,12 +114,10 @@ _OUTCOME = {"SUCCESS": "success", "FAILURE": "failure", "RETRY": "retry", "REVOK
 
 def _on_postrun(task_id: str | None = None, task: Any = None, state: str | None = None, **_: Any) -> None:
     m.TASKS_ACTIVE.dec()
-    started = _started.pop(task_id, None) if task_id else None
-    if task_id:
-        _waited.pop(task_id, None)
-    if started is not None:
+    entry = _started.pop(task_id, None) if task_id else None
+    if entry is not None:
         outcome = _OUTCOME.get(state or "", "failure")
-        _child(m.TASK_RUNTIME, *_labels(task), outcome).observe(time.perf_counter() - started)
+        _child(m.TASK_RUNTIME, *_labels(task), outcome).observe(time.perf_counter() - entry[0])
 
 
 def _on_success(sender: Any = None, **_: Any) -> None:

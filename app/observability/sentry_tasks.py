@@ -28,11 +28,10 @@ tests/contract/test_private_couplings.py.
 from __future__ import annotations
 
 import time
-from contextvars import ContextVar
 from typing import Any
 
 import sentry_sdk
-from celery import signals
+from celery import current_task, signals
 from celery.exceptions import SoftTimeLimitExceeded
 from sentry_sdk.crons import MonitorStatus, capture_checkin
 from sentry_sdk.utils import event_from_exception
@@ -48,9 +47,8 @@ MONITOR_CONFIG = "sentry-monitor-config"
 TRANSACTION_OP = "queue.task.celery"  # the integration's op and origin: dashboards keep working
 ORIGIN = "auto.queue.celery"
 
-# The running task's scope and transaction, and the trace headers it came with.
+# The running task's scope and transaction.
 _running: dict[str, tuple[Any, Any]] = {}
-_incoming: ContextVar[dict[str, str] | None] = ContextVar("librarian_sentry_incoming", default=None)
 
 
 def _header(request: Any, key: str) -> Any:
@@ -61,6 +59,15 @@ def _header(request: Any, key: str) -> Any:
         if isinstance(nested, dict):
             value = nested.get(key)
     return value
+
+
+def _incoming(request: Any) -> dict[str, str]:
+    """The trace headers a task came with (none without a `sentry-trace`)."""
+    trace = _header(request, TRACE_HEADER)
+    if not trace:
+        return {}
+    baggage = _header(request, BAGGAGE_HEADER)
+    return {TRACE_HEADER: trace, BAGGAGE_HEADER: baggage} if baggage else {TRACE_HEADER: trace}
 
 
 def trace_is_sampled(trace_header: str | None, tracing: bool) -> bool:
@@ -89,15 +96,10 @@ def _prerun(task_id: str | None = None, task: Any = None, **_: Any) -> None:
     scope.set_extra("celery-job", {"task_name": task.name})
     scope.set_transaction_name(task.name, source="task")
     trace = _header(request, TRACE_HEADER)
-    incoming = {TRACE_HEADER: trace} if trace else {}
-    baggage = _header(request, BAGGAGE_HEADER)
-    if trace and baggage:
-        incoming[BAGGAGE_HEADER] = baggage
-    _incoming.set(incoming or None)
     transaction = None
     if trace_is_sampled(trace, _tracing()):
         transaction = sentry_sdk.continue_trace(
-            incoming, op=TRANSACTION_OP, name=task.name, source="task", origin=ORIGIN
+            _incoming(request), op=TRANSACTION_OP, name=task.name, source="task", origin=ORIGIN
         )
         transaction.set_status("ok")
         sentry_sdk.start_transaction(transaction).__enter__()
@@ -111,7 +113,6 @@ def _postrun(task_id: str | None = None, **_: Any) -> None:
     scope_manager, transaction = entry
     if transaction is not None:
         transaction.__exit__(None, None, None)
-    _incoming.set(None)
     scope_manager.__exit__(None, None, None)
 
 
@@ -177,9 +178,8 @@ def _publish(headers: dict | None = None, **_: Any) -> None:
         if baggage:
             headers[BAGGAGE_HEADER] = baggage
         return
-    incoming = _incoming.get()
-    if incoming:
-        headers.update(incoming)
+    if current_task:  # a proxy: false outside a running task (the API, beat)
+        headers.update(_incoming(current_task.request))
 
 
 def _flush(**_: Any) -> None:

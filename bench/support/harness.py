@@ -257,39 +257,36 @@ def fill_keys(client: Any, total: int, have: int) -> None:
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
-def _stat(pid: int) -> tuple[int, float] | None:
-    """(ppid, user+system CPU seconds) of one process, None when it is gone."""
+def proc_stat(pid: int, reaped: bool = False) -> tuple[int, float] | None:
+    """(ppid, user+system CPU seconds) of one process, None when it is gone; with `reaped`, plus
+    the CPU of the children it has waited for."""
     try:
         raw = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     fields = raw[raw.rindex(")") + 2 :].split()
-    return int(fields[1]), (int(fields[11]) + int(fields[12])) / _TICK
+    return int(fields[1]), sum(int(v) for v in fields[11 : 15 if reaped else 13]) / _TICK
 
 
-def tree_cpu(root: int) -> float:
-    """CPU seconds (user+system) used so far by a process and its live descendants."""
-    parents: dict[int, int] = {}
-    cpu: dict[int, float] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            info = _stat(int(entry))
-            if info is not None:
-                parents[int(entry)], cpu[int(entry)] = info
-    total, todo, seen = 0.0, [root], set()
+def tree_cpu(*roots: int, reaped: bool = False) -> float:
+    """CPU seconds (user+system) used so far by the processes `roots` and their live descendants;
+    with `reaped`, also by the children they have waited for (short-lived ones, e.g. the
+    validation sandbox's, which a live-process walk misses)."""
+    info = {int(e): st for e in os.listdir("/proc") if e.isdigit() and (st := proc_stat(int(e), reaped)) is not None}
+    total, todo, seen = 0.0, list(roots), set()
     while todo:
         pid = todo.pop()
-        if pid in seen or pid not in cpu:
+        if pid in seen or pid not in info:
             continue
         seen.add(pid)
-        total += cpu[pid]
-        todo.extend(child for child, parent in parents.items() if parent == pid)
+        total += info[pid][1]
+        todo.extend(child for child, (parent, _) in info.items() if parent == pid)
     return total
 
 
 def process_cpu(pid: int) -> float:
     """CPU seconds (user+system) used so far by one process, without its children."""
-    info = _stat(pid)
+    info = proc_stat(pid)
     return info[1] if info is not None else 0.0
 
 
@@ -313,14 +310,14 @@ class CpuWindow:
         self.start = {name: tree_cpu(pid) for name, pid in roots.items()}
         self.single_start = {name: process_cpu(pid) for name, pid in self.singles.items()}
         self.machine = machine_busy()
-        self.self_start = _self_cpu()
+        self.self_start = self_cpu()
 
     def stop(self) -> dict[str, float]:
         """{name: cpu seconds, ..., 'foreign': cpu seconds of all other processes, 'wall_cpus': ...}."""
         used = {name: tree_cpu(pid) - self.start[name] for name, pid in self.roots.items()}
         singles = {name: process_cpu(pid) - self.single_start[name] for name, pid in self.singles.items()}
         busy, total = machine_busy()
-        used["bench"] = _self_cpu() - self.self_start
+        used["bench"] = self_cpu() - self.self_start
         used["machine"] = busy - self.machine[0]
         used["capacity"] = total - self.machine[1]
         used["foreign"] = max(
@@ -329,7 +326,7 @@ class CpuWindow:
         return {**used, **singles}
 
 
-def _self_cpu() -> float:
+def self_cpu() -> float:
     times = os.times()
     return times.user + times.system
 

@@ -63,6 +63,12 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
     return status
 
 
+def _request(method: str, path: str, host: str, port: int) -> bytes:
+    """One bodiless HTTP/1.1 request, sent as is on a keep-alive connection."""
+    head = f"{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+    return (head + "Content-Length: 0\r\nUser-Agent: librarian-bench\r\n\r\n").encode()
+
+
 async def open_loop(
     host: str,
     port: int,
@@ -75,9 +81,7 @@ async def open_loop(
     max_connections: int = 512,
     record: bool = True,
 ) -> LoadResult:
-    request = (
-        f"{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Length: 0\r\nUser-Agent: librarian-bench\r\n\r\n"
-    ).encode()
+    request = _request(method, path, host, port)
     result = LoadResult(offered_rate=rate, duration=duration)
     idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
     open_count = 0
@@ -140,9 +144,7 @@ async def closed_loop(
 ) -> LoadResult:
     """`concurrency` clients, one connection each, back to back for `duration` seconds. The result's
     `latencies` and `service` are both send-to-answer; `offered_rate` is 0 (nothing was offered)."""
-    request = (
-        f"{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Length: 0\r\nUser-Agent: librarian-bench\r\n\r\n"
-    ).encode()
+    request = _request(method, path, host, port)
     result = LoadResult(offered_rate=0.0, duration=duration)
     clock = time.perf_counter
 

@@ -174,3 +174,10 @@ def test_a_task_published_from_a_task_carries_the_trace_on(app):
     assert sampled_headers["sentry-trace"].startswith(f"{trace}-") and sampled_headers["sentry-trace"].endswith("-1")
     assert sampled_headers["sentry-trace"] != f"{trace}-{'d' * 16}-1", "the child's parent is the task's span"
     assert unsampled_headers["sentry-trace"] == f"{trace}-{'d' * 16}-0"
+
+
+def test_a_publish_outside_any_task_adds_nothing(app):
+    _init(rate=0.0)
+    headers: dict = {}
+    sentry_tasks._publish(headers=headers)  # as in the API or beat, where no task runs
+    assert headers == {}
